@@ -1,0 +1,37 @@
+# Two entry points (see README): `make test` and `make speak`. Both are idempotent: the venv is
+# rebuilt only when setup.py or constraints.txt change, system packages only when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+APT_PACKAGES := ffmpeg espeak-ng sox
+TEXT ?= Where did you put the map?
+OUT ?= speech.wav
+
+.PHONY: test speak system-deps venv clean-venv
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+$(STAMP): setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e ".[dev,eval,data]"
+	$(PIP) install -q -c constraints.txt --no-deps f5-tts==1.1.22
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: system-deps $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests
+
+speak: system-deps $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/deepdubber speak "$(TEXT)" -o $(OUT)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,47 @@
+"""Packaging for DeepDubber-HF.
+
+Install with the pinned stack (see README):
+
+    pip install -c constraints.txt -e ".[dev]"
+"""
+
+from setuptools import find_packages, setup
+
+# The f5-tts reference implementation is installed by `make test` with `--no-deps` (its own
+# requirements pull gradio, bitsandbytes, ...); the dev extra lists what its model code imports.
+F5TTS_MODEL_IMPORTS = ["x_transformers", "torchdiffeq", "ema_pytorch", "rjieba", "pypinyin", "wandb", "librosa"]
+
+setup(
+    name="deepdubber-hf",
+    version="0.1.0.dev0",
+    description="Movie dubbing with chain-of-thought video reasoning and flow-matching speech generation, "
+    "Hugging Face native.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch",
+        "torchaudio",
+        "torchcodec",
+        "transformers",
+        "diffusers",
+        "datasets",
+        "accelerate",
+        "safetensors",
+        "huggingface_hub",
+        "vocos",
+        "numpy",
+        "pyyaml",
+        "tqdm",
+        "tensorboard",
+    ],
+    extras_require={
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", *F5TTS_MODEL_IMPORTS],
+        "eval": ["evaluate", "jiwer"],
+        "data": ["soundfile"],
+    },
+    entry_points={"console_scripts": ["deepdubber=deepdubber_hf.cli:main"]},
+)

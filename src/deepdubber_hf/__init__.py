@@ -1,0 +1,13 @@
+"""DeepDubber-HF: movie dubbing with video chain-of-thought reasoning and flow-matching speech generation."""
+
+__version__ = "0.1.0.dev0"
+
+from .models import DiTTransformerModel, DiTTransformerOutput  # noqa: E402
+from .schedulers import FlowMatchSwayScheduler, FlowMatchSwaySchedulerOutput  # noqa: E402
+
+__all__ = [
+    "DiTTransformerModel",
+    "DiTTransformerOutput",
+    "FlowMatchSwayScheduler",
+    "FlowMatchSwaySchedulerOutput",
+]

@@ -1,0 +1,3 @@
+from .scheduling_flow_match import FlowMatchSwayScheduler, FlowMatchSwaySchedulerOutput
+
+__all__ = ["FlowMatchSwayScheduler", "FlowMatchSwaySchedulerOutput"]
