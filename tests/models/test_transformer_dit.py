@@ -15,7 +15,7 @@ TINY_ARCH = dict(dim=64, depth=3, heads=4, dim_head=16, ff_mult=2, text_dim=32, 
 def randomized_f5_dit(arch=TINY_ARCH, vocab_size=40, seed=0, **extra):
     """An F5-TTS DiT whose every weight is random (its init zeroes the AdaLN and output layers)."""
     torch.manual_seed(seed)
-    model = f5_dit.DiT(**arch, **extra, text_num_embeds=vocab_size, mel_dim=100)
+    model = f5_dit.DiT(**dict(arch, **extra), text_num_embeds=vocab_size, mel_dim=100)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn_like(param) * 0.1)
@@ -58,6 +58,17 @@ def test_forward_with_mask_and_qk_norm_matches_f5tts():
     with torch.no_grad():
         expected = reference(x, cond, text, time, mask=mask)
         got = ours(x, cond, time, text_ids=text, attention_mask=mask).sample
+    assert (got - expected).abs().max().item() < 1e-5
+
+
+def test_original_f5tts_base_style_matches():
+    """F5-TTS v0 Base: no filler masking in the text blocks, rotary on the first head only."""
+    reference, ours = f5_and_ours(text_mask_padding=False, pe_attn_head=1)
+    assert ours.config.rotary_heads == 1
+    x, cond, text, time = inputs()
+    with torch.no_grad():
+        expected = reference(x, cond, text, time, drop_audio_cond=True, drop_text=True)
+        got = ours(x, cond, time, text_ids=text, drop_audio_cond=True, drop_text=True).sample
     assert (got - expected).abs().max().item() < 1e-5
 
 

@@ -71,10 +71,11 @@ class Attention(nn.Module):
 
     def __init__(
         self, dim: int, heads: int, head_dim: int, dropout: float = 0.0, qk_norm: str | None = None,
-        mask_keys: bool = False,
+        mask_keys: bool = False, rotary_heads: int | None = None,
     ):
         super().__init__()
         self.heads = heads
+        self.rotary_heads = rotary_heads
         self.head_dim = head_dim
         self.mask_keys = mask_keys
         inner_dim = heads * head_dim
@@ -98,7 +99,11 @@ class Attention(nn.Module):
         v = self.to_v(x).view(b, -1, self.heads, self.head_dim).transpose(1, 2)
         if self.norm_q is not None:
             q, k = self.norm_q(q), self.norm_k(k)
-        if rotary is not None:
+        if rotary is not None and self.rotary_heads is not None:  # original F5-TTS: rotary on the first heads only
+            pn = self.rotary_heads
+            q = torch.cat((apply_rotary(q[:, :pn], rotary), q[:, pn:]), dim=1)
+            k = torch.cat((apply_rotary(k[:, :pn], rotary), k[:, pn:]), dim=1)
+        elif rotary is not None:
             q, k = apply_rotary(q, rotary), apply_rotary(k, rotary)
         attn_mask = mask[:, None, None, :] if (self.mask_keys and mask is not None) else None  # (b, 1, 1, n)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (b, h, n, dh)
@@ -113,11 +118,13 @@ class DiTBlock(nn.Module):
 
     def __init__(
         self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 2.0, dropout: float = 0.1,
-        qk_norm: str | None = None, mask_keys: bool = False,
+        qk_norm: str | None = None, mask_keys: bool = False, rotary_heads: int | None = None,
     ):
         super().__init__()
         self.norm1 = AdaLayerNormZero(dim)
-        self.attn = Attention(dim, heads, head_dim, dropout=dropout, qk_norm=qk_norm, mask_keys=mask_keys)
+        self.attn = Attention(
+            dim, heads, head_dim, dropout=dropout, qk_norm=qk_norm, mask_keys=mask_keys, rotary_heads=rotary_heads
+        )
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ff = FeedForward(dim, mult=mlp_ratio, dropout=dropout)
 

@@ -27,6 +27,19 @@ _KEY_RULES = [
     (r"\.ff\.ff\.0\.0\.", ".ff.proj_in."),
     (r"\.ff\.ff\.2\.", ".ff.proj_out."),
 ]
+# The `model.arch` blocks of F5-TTS's released configs (f5_tts/configs/*.yaml), so that conversion does not need
+# the f5-tts package installed.
+F5TTS_ARCHS = {
+    "F5TTS_v1_Base": dict(dim=1024, depth=22, heads=16, ff_mult=2, text_dim=512, text_mask_padding=True,
+                          conv_layers=4, pe_attn_head=None),
+    "F5TTS_v1_Small": dict(dim=768, depth=18, heads=12, ff_mult=2, text_dim=512, text_mask_padding=True,
+                           conv_layers=4, pe_attn_head=None),
+    "F5TTS_Base": dict(dim=1024, depth=22, heads=16, ff_mult=2, text_dim=512, text_mask_padding=False,
+                       conv_layers=4, pe_attn_head=1),
+    "F5TTS_Small": dict(dim=768, depth=18, heads=12, ff_mult=2, text_dim=512, text_mask_padding=False,
+                        conv_layers=4, pe_attn_head=1),
+}
+
 # Buffers F5-TTS saves that we recompute.
 _DROPPED = re.compile(r"^(rotary_embed\.inv_freq|text_embed\.freqs_cis)$")
 
@@ -35,13 +48,11 @@ def f5tts_config_to_dit_config(arch: dict, vocab_size: int, mel_dim: int = 100) 
     """Map an F5-TTS ``model.arch`` block (e.g. from ``F5TTS_v1_Base.yaml``) to ``DiTTransformerModel`` kwargs.
 
     Raises:
-        ValueError: for F5-TTS options this model does not implement (long skip connection, rotary on a
-            subset of heads); converting them would silently change the outputs.
+        ValueError: for F5-TTS options this model does not implement (the long skip connection); converting
+            them would silently change the outputs.
     """
     if arch.get("long_skip_connection"):
         raise ValueError("F5-TTS `long_skip_connection=True` (E2-style) is not supported by DiTTransformerModel.")
-    if arch.get("pe_attn_head") is not None:
-        raise ValueError("F5-TTS `pe_attn_head` (rotary on some heads only) is not supported by DiTTransformerModel.")
     dim, heads = int(arch["dim"]), int(arch.get("heads", 8))
     head_dim = int(arch.get("dim_head", 64))
     if heads * head_dim != dim:
@@ -60,6 +71,7 @@ def f5tts_config_to_dit_config(arch: dict, vocab_size: int, mel_dim: int = 100) 
         qk_norm=arch.get("qk_norm"),
         dropout=float(arch.get("dropout", 0.1)),
         attention_mask_keys=bool(arch.get("attn_mask_enabled", False)),
+        rotary_heads=arch.get("pe_attn_head"),
     )
 
 
@@ -107,6 +119,24 @@ def load_f5tts_checkpoint(path: str, use_ema: bool = True) -> dict:
     return dit
 
 
+def read_f5tts_arch(name_or_path: str) -> dict:
+    """An F5-TTS arch by config name (``F5TTS_v1_Base`` …) or from an F5-TTS YAML config file (``model.arch``)."""
+    if name_or_path in F5TTS_ARCHS:
+        return dict(F5TTS_ARCHS[name_or_path])
+    if not os.path.isfile(name_or_path):
+        raise ValueError(
+            f"unknown F5-TTS config {name_or_path!r}: give one of {sorted(F5TTS_ARCHS)} or the path of its YAML file."
+        )
+    import yaml
+
+    with open(name_or_path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    try:
+        return dict(config["model"]["arch"])
+    except (KeyError, TypeError):
+        raise ValueError(f"{name_or_path!r} has no `model.arch` block: is it an F5-TTS training config?") from None
+
+
 def read_f5tts_vocab(path: str) -> list:
     """F5-TTS ``vocab.txt``: one token a line, the line number is the id."""
     if not os.path.isfile(path):
@@ -127,6 +157,8 @@ def dit_from_f5tts(arch: dict, state_dict: dict, vocab_size: Optional[int] = Non
 
 
 __all__ = [
+    "F5TTS_ARCHS",
+    "read_f5tts_arch",
     "convert_f5tts_state_dict",
     "dit_from_f5tts",
     "f5tts_config_to_dit_config",

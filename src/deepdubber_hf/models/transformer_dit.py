@@ -80,6 +80,9 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
             Dropout in attention and feed-forward layers (training only).
         attention_mask_keys (`bool`, *optional*, defaults to `False`):
             Also hide padded frames from the attention keys (F5-TTS v1 checkpoints were trained without).
+        rotary_heads (`int`, *optional*):
+            Apply rotary positions to the first `rotary_heads` heads only (the original F5-TTS Base used 1);
+            `None` for all heads.
 
     Example:
 
@@ -116,6 +119,7 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
         qk_norm: Optional[Literal["rms_norm"]] = None,
         dropout: float = 0.1,
         attention_mask_keys: bool = False,
+        rotary_heads: Optional[int] = None,
     ):
         super().__init__()
         if text_upsampling not in ("pad", "average"):
@@ -145,6 +149,7 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
                     dropout=dropout,
                     qk_norm=qk_norm,
                     mask_keys=attention_mask_keys,
+                    rotary_heads=rotary_heads,
                 )
                 for _ in range(num_layers)
             ]
