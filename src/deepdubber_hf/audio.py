@@ -160,7 +160,10 @@ def save_audio(path: Union[str, os.PathLike], waveform, sampling_rate: int = SAM
     """Write a mono waveform as 16-bit PCM wav (atomically: a temporary file renamed into place)."""
     import wave
 
-    samples = torch.as_tensor(waveform, dtype=torch.float32).flatten().clamp(-1, 1)
+    samples = torch.as_tensor(waveform, dtype=torch.float32).squeeze()
+    if samples.ndim != 1:
+        raise ValueError(f"save_audio writes mono audio: got shape {tuple(samples.shape)}; mix or pick a channel first.")
+    samples = samples.clamp(-1, 1)
     pcm = (samples.numpy() * 32767).round().astype("<i2").tobytes()
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -1,0 +1,3 @@
+from .pipeline_deepdubber import DeepDubberPipeline, DeepDubberPipelineOutput
+
+__all__ = ["DeepDubberPipeline", "DeepDubberPipelineOutput"]

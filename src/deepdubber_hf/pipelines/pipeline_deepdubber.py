@@ -177,7 +177,7 @@ class DeepDubberPipeline(DiffusionPipeline):
         local_speed = 0.3 if len(text.encode("utf-8")) < 10 else speed
         text_bytes = len(text.encode("utf-8"))
         if reference_frames > 0 and reference_text:
-            rate = reference_frames / len(reference_text.encode("utf-8"))
+            rate = reference_frames / len(_end_sentence(reference_text).encode("utf-8"))
             return reference_frames + int(rate * text_bytes / local_speed)
         return max(1, int(DEFAULT_SECONDS_PER_BYTE * frames_per_s * text_bytes / local_speed))
 
@@ -324,7 +324,8 @@ class DeepDubberPipeline(DiffusionPipeline):
                     velocity = conditional + (conditional - unconditional) * guidance_scale
                 latents = self.scheduler.step(velocity, t, latents).prev_sample
                 if callback_on_step_end is not None:
-                    callback_kwargs = {k: locals()[k] for k in callback_on_step_end_tensor_inputs}
+                    tensors = {"latents": latents}
+                    callback_kwargs = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
                     latents = callback_outputs.pop("latents", latents)
                 progress_bar.update()
