@@ -64,6 +64,8 @@ from tqdm.auto import tqdm
 
 from deepdubber_hf.audio import HOP_LENGTH, SAMPLING_RATE, load_audio, log_mel_spectrogram, num_mel_frames
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
+from deepdubber_hf.models.vocoder import VocosVocoder
+from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline
 from deepdubber_hf.schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from deepdubber_hf.text import DeepDubberTokenizer
 
@@ -428,6 +430,16 @@ def load_transformer(args, vocab_size: int) -> DiTTransformerModel:
     return DiTTransformerModel.from_config(config)
 
 
+def load_vocoder(args) -> VocosVocoder:
+    """`--vocoder_name_or_path`: a saved VocosVocoder, or the official Vocos layout (config.yaml + weights)."""
+    path = args.vocoder_name_or_path
+    if os.path.isfile(os.path.join(path, "config.yaml")):
+        return VocosVocoder.from_vocos_checkpoint(path)
+    if os.path.isdir(os.path.join(path, "vocoder")):
+        return VocosVocoder.from_pretrained(path, subfolder="vocoder")
+    return VocosVocoder.from_pretrained(path)
+
+
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
     """Finished checkpoints `(step, path)` in `output_dir`, oldest first (temporary folders never match)."""
     if not os.path.isdir(output_dir):
@@ -653,6 +665,13 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         type=str,
         default=None,
         help="A checkpoint folder, or 'latest' for the newest in --output_dir (starts afresh if none).",
+    )
+    parser.add_argument(
+        "--vocoder_name_or_path",
+        type=str,
+        default=None,
+        help="A VocosVocoder folder or an official Vocos folder (config.yaml + pytorch_model.bin): the output then "
+        "is a complete DeepDubberPipeline folder (with model_index.json).",
     )
     parser.add_argument(
         "--save_raw_transformer",
@@ -935,10 +954,17 @@ def main(args: argparse.Namespace) -> None:
         if args.save_raw_transformer:
             unwrapped.save_pretrained(os.path.join(args.output_dir, "transformer_raw"), safe_serialization=True)
         ema.copy_to(unwrapped.parameters())
-        unwrapped.save_pretrained(os.path.join(args.output_dir, "transformer"), safe_serialization=True)
-        tokenizer.save_pretrained(os.path.join(args.output_dir, "tokenizer"))
-        FlowMatchSwayScheduler().save_pretrained(os.path.join(args.output_dir, "scheduler"))
-        logger.info(f"Saved the EMA transformer, tokenizer and scheduler to {args.output_dir}")
+        if args.vocoder_name_or_path:
+            pipeline = DeepDubberPipeline(
+                transformer=unwrapped, scheduler=FlowMatchSwayScheduler(), vocoder=load_vocoder(args), tokenizer=tokenizer
+            )
+            pipeline.save_pretrained(args.output_dir)
+            logger.info(f"Saved a DeepDubberPipeline (EMA transformer) to {args.output_dir}")
+        else:
+            unwrapped.save_pretrained(os.path.join(args.output_dir, "transformer"), safe_serialization=True)
+            tokenizer.save_pretrained(os.path.join(args.output_dir, "tokenizer"))
+            FlowMatchSwayScheduler().save_pretrained(os.path.join(args.output_dir, "scheduler"))
+            logger.info(f"Saved the EMA transformer, tokenizer and scheduler to {args.output_dir}")
     accelerator.end_training()
 
 

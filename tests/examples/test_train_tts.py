@@ -281,10 +281,14 @@ def test_resume_continues_from_the_saved_step(two_step_run, speech_dataset, pret
     assert not [name for name in os.listdir(output_dir) if name.startswith("tmp")]
 
 
-def test_two_processes_gloo_ddp(speech_dataset, tmp_path):
+def test_two_processes_gloo_ddp_write_a_pipeline(speech_dataset, tmp_path):
+    from deepdubber_hf import DeepDubberPipeline, VocosVocoder
+
+    VocosVocoder(hidden_size=32, intermediate_size=64, num_layers=1).save_pretrained(tmp_path / "vocoder")
     output_dir = tmp_path / "out"
     args = ["--dataset", speech_dataset, "--output_dir", output_dir, "--max_train_steps", 2]
     args += ["--checkpointing_steps", 2, "--max_frames_per_batch", 400, "--report_to", "none"]
+    args += ["--vocoder_name_or_path", tmp_path / "vocoder"]
     result = run_script([*args, *COMMON_ARGS], num_processes=2)
 
     assert "Num processes: 2" in result.stderr and "Backend: gloo" in result.stderr
@@ -294,6 +298,10 @@ def test_two_processes_gloo_ddp(speech_dataset, tmp_path):
     # Every process wrote its random states into the checkpoint before it was renamed.
     assert (output_dir / "checkpoint-2" / "random_states_1.pkl").is_file()
     assert (output_dir / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    # With a vocoder the output is a whole pipeline that speaks.
+    pipe = DeepDubberPipeline.from_pretrained(output_dir)
+    out = pipe("Open the door.", num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.audios[0].ndim == 1 and out.audios[0].shape[0] > 0
 
 
 def test_missing_text_column_is_a_clear_error(speech_dataset, tmp_path):

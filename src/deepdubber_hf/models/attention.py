@@ -10,18 +10,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def rotary_frequencies(seq_len: int, head_dim: int, theta: float = 10000.0, device=None) -> torch.Tensor:
-    """Interleaved rotary angles of shape ``(n, dh)``: each frequency repeated for its (even, odd) pair."""
+def rotary_frequencies(
+    seq_len: int, head_dim: int, theta: float = 10000.0, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines of the interleaved rotary angles, each ``(n, dh)``: every frequency repeated for its
+    (even, odd) pair. Computed once per forward and shared by all blocks."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
     freqs = torch.outer(torch.arange(seq_len, device=device).float(), inv_freq)  # (n, dh/2)
-    return torch.stack((freqs, freqs), dim=-1).flatten(-2)  # (n, dh)
+    freqs = torch.stack((freqs, freqs), dim=-1).flatten(-2)  # (n, dh)
+    return freqs.cos(), freqs.sin()
 
 
-def apply_rotary(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Rotate (even, odd) pairs of ``x`` (b, h, n, dh) by ``freqs`` (n, dh)."""
+def apply_rotary(x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate (even, odd) pairs of ``x`` (b, h, n, dh) by the angles whose ``(cos, sin)`` are given."""
+    cos, sin = rotary
     pairs = x.unflatten(-1, (-1, 2))
     rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    return (x * freqs.cos() + rotated * freqs.sin()).to(x.dtype)
+    return (x * cos + rotated * sin).to(x.dtype)
 
 
 class AdaLayerNormZero(nn.Module):
@@ -92,7 +97,7 @@ class Attention(nn.Module):
         self.to_out = nn.Linear(inner_dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, rotary: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, rotary: tuple | None = None):
         b = x.shape[0]
         q = self.to_q(x).view(b, -1, self.heads, self.head_dim).transpose(1, 2)  # (b, h, n, dh)
         k = self.to_k(x).view(b, -1, self.heads, self.head_dim).transpose(1, 2)

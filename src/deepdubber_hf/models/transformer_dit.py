@@ -252,7 +252,7 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
             cond = cond.masked_fill(drop_cond[:, None, None], 0.0)
 
         x = self.input_embed(hidden_states, cond, text_embeds, mask=attention_mask)  # (b, n, d)
-        rotary = rotary_frequencies(n, self.config.attention_head_dim, device=x.device)  # (n, dh)
+        rotary = rotary_frequencies(n, self.config.attention_head_dim, device=x.device)  # 2 × (n, dh)
 
         interval = None
         if block_controlnet_hidden_states:

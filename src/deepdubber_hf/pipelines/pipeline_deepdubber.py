@@ -74,9 +74,9 @@ class DeepDubberPipelineOutput(BaseOutput):
 
 
 def _as_list(value, batch_size: int, name: str) -> list:
-    if value is None or isinstance(value, (str, os.PathLike, tuple, dict)) or torch.is_tensor(value):
-        return [value] * batch_size
-    if isinstance(value, np.ndarray):
+    """One value per text: a single value (a path, a waveform, a number, ...) is repeated."""
+    if value is None or isinstance(value, (str, os.PathLike, tuple, dict, int, float, np.ndarray)) or \
+            torch.is_tensor(value):
         return [value] * batch_size
     value = list(value)
     if len(value) != batch_size:
@@ -141,11 +141,9 @@ class DeepDubberPipeline(DiffusionPipeline):
             )
         if reference_text is not None and reference_audio is None:
             raise ValueError("`reference_text` was given without `reference_audio`.")
-        if duration_in_s is not None:
-            for d in _as_list(duration_in_s if not isinstance(duration_in_s, (int, float)) else [duration_in_s]
-                              * len(texts), len(texts), "duration_in_s"):
-                if not d > 0:
-                    raise ValueError(f"`duration_in_s` must be positive seconds, got {d}.")
+        for d in _as_list(duration_in_s, len(texts), "duration_in_s"):
+            if d is not None and not d > 0:
+                raise ValueError(f"`duration_in_s` must be positive seconds, got {d}.")
         if not speed > 0:
             raise ValueError(f"`speed` must be positive, got {speed}.")
         if num_inference_steps < 1:
@@ -264,8 +262,7 @@ class DeepDubberPipeline(DiffusionPipeline):
         dtype = self.transformer.dtype
         references = _as_list(reference_audio, batch, "reference_audio")
         reference_texts = _as_list(reference_text, batch, "reference_text")
-        durations = _as_list(duration_in_s, batch, "duration_in_s") if not isinstance(duration_in_s, (int, float)) \
-            else [float(duration_in_s)] * batch
+        durations = _as_list(duration_in_s, batch, "duration_in_s")
 
         # 2. Reference voices → prompt mels
         prompts, rms = zip(*(self.prepare_reference(r, device, dtype) for r in references))
