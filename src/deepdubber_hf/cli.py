@@ -2,6 +2,7 @@
 
     deepdubber speak "Where did you put the map?" -o speech.wav
     deepdubber speak "Where did you put the map?" --reference-audio voice.wav --reference-text "..." -o speech.wav
+    deepdubber generate-data corpus/ --level 1 --num-clips 200 --seed 0 --workers 2
 """
 
 from __future__ import annotations
@@ -77,6 +78,18 @@ def cmd_speak(args) -> int:
     return 0
 
 
+def cmd_generate_data(args) -> int:
+    from .data.corpus import generate_corpus
+
+    start = time.perf_counter()
+    paths = generate_corpus(args.output_dir, level=args.level, num_clips=args.num_clips, seed=args.seed,
+                            workers=args.workers, test_fraction=args.test_fraction)
+    elapsed = time.perf_counter() - start
+    print(f"level {args.level}: {args.num_clips} clips in {len(paths)} shards under {args.output_dir} "
+          f"({elapsed:.1f} s); load with datasets.load_dataset({args.output_dir!r}, 'level{args.level}')")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepdubber", description="DeepDubber-HF: movie dubbing toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--guidance-scale", type=float, default=2.0)
     speak.add_argument("--seed", type=int, default=0)
     speak.set_defaults(func=cmd_speak)
+
+    data = sub.add_parser("generate-data", help="Generate the procedural CoT movie-dubbing corpus (Hub layout).")
+    data.add_argument("output_dir", help="Dataset folder (created; resumed if it holds the same corpus).")
+    data.add_argument("--level", type=int, choices=[1, 2], required=True, help="1 = people, 2 = animals.")
+    data.add_argument("--num-clips", type=int, required=True)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--workers", type=int, default=1, help="Processes generating clips.")
+    data.add_argument("--test-fraction", type=float, default=0.2, help="Share of clips in the test split.")
+    data.set_defaults(func=cmd_generate_data)
     return parser
 
 
