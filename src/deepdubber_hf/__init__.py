@@ -1,19 +1,35 @@
-"""DeepDubber-HF: movie dubbing with video chain-of-thought reasoning and flow-matching speech generation."""
+"""DeepDubber-HF: movie dubbing with video chain-of-thought reasoning and flow-matching speech generation.
+
+The public classes are imported lazily (PEP 562), so that light entry points such as the corpus generator do not
+pay for importing torch, diffusers and transformers until a model is needed.
+"""
+
+import importlib
 
 __version__ = "0.1.0.dev0"
 
-from .models import DiTTransformerModel, DiTTransformerOutput, VocosVocoder  # noqa: E402
-from .pipelines import DeepDubberPipeline, DeepDubberPipelineOutput  # noqa: E402
-from .schedulers import FlowMatchSwayScheduler, FlowMatchSwaySchedulerOutput  # noqa: E402
-from .text import DeepDubberTokenizer  # noqa: E402
+_EXPORTS = {
+    "DeepDubberPipeline": ".pipelines",
+    "DeepDubberPipelineOutput": ".pipelines",
+    "DeepDubberTokenizer": ".text",
+    "DiTTransformerModel": ".models",
+    "DiTTransformerOutput": ".models",
+    "FlowMatchSwayScheduler": ".schedulers",
+    "FlowMatchSwaySchedulerOutput": ".schedulers",
+    "VocosVocoder": ".models",
+}
 
-__all__ = [
-    "DeepDubberPipeline",
-    "DeepDubberPipelineOutput",
-    "DeepDubberTokenizer",
-    "DiTTransformerModel",
-    "DiTTransformerOutput",
-    "FlowMatchSwayScheduler",
-    "FlowMatchSwaySchedulerOutput",
-    "VocosVocoder",
-]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)
