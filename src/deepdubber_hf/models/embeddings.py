@@ -203,7 +203,9 @@ class ConvPositionEmbedding(nn.Module):
             x = self.act(conv(x))
         if mask is not None:
             x = x.masked_fill(~mask, 0.0)
-        return x.transpose(1, 2)  # (b, n, d)
+        # Back to (b, n, d) in memory too: a transposed view here would give the whole residual stream a strided
+        # layout, and every later add and matmul would pay for it.
+        return x.transpose(1, 2).contiguous()  # (b, n, d)
 
 
 class InputEmbedding(nn.Module):
