@@ -13,10 +13,8 @@ import time
 
 import torch
 
-from deepdubber_hf.models.conversion_f5tts import F5TTS_ARCHS, dit_from_f5tts
-
-ARCHS = {"base": F5TTS_ARCHS["F5TTS_v1_Base"], "small": F5TTS_ARCHS["F5TTS_v1_Small"],
-         "tiny": dict(dim=256, depth=4, heads=4, ff_mult=2, text_dim=64, text_mask_padding=True, conv_layers=2)}
+from benchmark_sampling import CONFIGS as ARCHS  # the same tiny / small / base as the sampling benchmark
+from deepdubber_hf.models.conversion_f5tts import dit_from_f5tts
 
 
 def main():

@@ -63,6 +63,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from deepdubber_hf.audio import HOP_LENGTH, SAMPLING_RATE, load_audio, log_mel_spectrogram, num_mel_frames
+from deepdubber_hf.models.conversion_f5tts import F5TTS_ARCHS, f5tts_config_to_dit_config
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
 from deepdubber_hf.models.vocoder import VocosVocoder
 from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline
@@ -82,24 +83,12 @@ MODEL_CONFIGS = {
         text_embed_dim=64,
         num_text_conv_layers=2,
     ),
-    # F5TTS_v1_Small.yaml: dim 768, depth 18, heads 12, ff_mult 2, text_dim 512, conv_layers 4.
-    "small": dict(
-        num_layers=18,
-        num_attention_heads=12,
-        attention_head_dim=64,
-        mlp_ratio=2.0,
-        text_embed_dim=512,
-        num_text_conv_layers=4,
-    ),
-    # F5TTS_v1_Base.yaml: dim 1024, depth 22, heads 16, ff_mult 2, text_dim 512, conv_layers 4.
-    "base": dict(
-        num_layers=22,
-        num_attention_heads=16,
-        attention_head_dim=64,
-        mlp_ratio=2.0,
-        text_embed_dim=512,
-        num_text_conv_layers=4,
-    ),
+    # F5-TTS v1 Small and Base, from the one table of F5-TTS architectures the converter uses.
+    **{
+        name: {k: v for k, v in f5tts_config_to_dit_config(F5TTS_ARCHS[f5_name], vocab_size=0).items()
+               if k not in ("vocab_size", "in_channels", "dropout")}
+        for name, f5_name in (("small", "F5TTS_v1_Small"), ("base", "F5TTS_v1_Base"))
+    },
 }
 
 # What a finished checkpoint folder holds besides accelerate's files.
