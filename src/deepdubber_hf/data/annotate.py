@@ -10,17 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..reasoner.cot import DubbingConclusion, format_cot
+from ..reasoner.prompts import COT_INSTRUCTION, QA_QUESTION
 from .schema import PERSON, ScenePlan
-
-QA_QUESTION = (
-    "Is this clip a dialogue, a monologue or narration? How many characters speak, and what are the gender, age "
-    "and emotion of the speaker?"
-)
-COT_INSTRUCTION = (
-    "Watch the frames of this silent movie clip and reason step by step: count the characters, tell who is talking, "
-    "decide whether the clip is a dialogue, a monologue or narration, and describe the speaker's gender, age and "
-    "emotion. Answer in <SUMMARY>, <CAPTION>, <REASONING> and <CONCLUSION> sections."
-)
 
 _SUMMARIES = (
     "I will count the characters in the frames, check whose lips move, decide whether the clip is a dialogue, a "

@@ -1,0 +1,141 @@
+"""The reasoner model and processor: Auto classes, save/load, generation on a decoded clip, a training step."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+from deepdubber_hf.data.corpus import generate_clip
+from deepdubber_hf.reasoner import (
+    DeepDubberReasonerConfig,
+    DeepDubberReasonerForConditionalGeneration,
+    DeepDubberReasonerProcessor,
+    build_messages,
+    load_video_frames,
+    sample_frame_indices,
+    train_reasoner_tokenizer,
+)
+from deepdubber_hf.reasoner.generation import reason
+
+NUM_FRAMES = 3
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A generated clip written as an mp4, with its CoT annotation."""
+    row = generate_clip("l1-test", level=1, seed=3)
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    path.write_bytes(row["video"]["bytes"])
+    return str(path), row
+
+
+@pytest.fixture(scope="module")
+def processor(clip):
+    tokenizer = train_reasoner_tokenizer([clip[1]["cot"], clip[1]["answer"]], vocab_size=400)
+    return DeepDubberReasonerProcessor.from_tokenizer(tokenizer, num_frames=NUM_FRAMES)
+
+
+def tiny_model(processor, seed=0):
+    torch.manual_seed(seed)
+    tokenizer = processor.tokenizer
+    config = DeepDubberReasonerConfig.tiny(
+        vocab_size=len(tokenizer),
+        num_frames=NUM_FRAMES,
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id},
+        vision_config={"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+                       "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 128, "patch_size": 16,
+                       "vision_use_head": False},
+    )  # fmt: skip
+    return DeepDubberReasonerForConditionalGeneration(config)
+
+
+def test_frame_sampling_keeps_first_and_last():
+    assert sample_frame_indices(50, 5) == [0, 12, 24, 37, 49]
+    assert sample_frame_indices(2, 4) == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="no frames"):
+        sample_frame_indices(0, 4)
+
+
+def test_load_video_frames_decodes_the_file(clip):
+    path, row = clip
+    frames = load_video_frames(path, NUM_FRAMES)
+    assert frames.shape == (NUM_FRAMES, 3, row["height"], row["width"]) and frames.dtype == torch.uint8
+    assert frames.float().std() > 5  # real pixels, not a blank
+    from_tensor = load_video_frames(frames.permute(0, 2, 3, 1).numpy(), 2)  # (T, H, W, 3) input
+    assert torch.equal(from_tensor, frames[[0, -1]])
+
+
+def test_bad_videos_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        load_video_frames(str(tmp_path / "missing.mp4"), 2)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(ValueError, match="video stream"):
+        load_video_frames(str(text), 2)
+
+
+def test_prompt_has_one_frame_line_per_frame(processor, clip):
+    prompt = processor.apply_chat_template(build_messages(NUM_FRAMES), add_generation_prompt=True)
+    assert [line for line in prompt.splitlines() if line.startswith("Frame")] == [
+        f"Frame{i}: <image>" for i in range(1, NUM_FRAMES + 1)
+    ]
+    inputs = processor.prepare_video(clip[0])
+    assert int((inputs["input_ids"] == processor.image_token_id).sum()) == NUM_FRAMES * processor.image_seq_length
+    assert inputs["pixel_values"].shape == (NUM_FRAMES, 3, 128, 128)
+    # The CoT tags are single tokens that survive decoding.
+    ids = processor.tokenizer("<CONCLUSION>scene type</CONCLUSION>", add_special_tokens=False)["input_ids"]
+    assert processor.tokenizer.decode(ids, skip_special_tokens=True) == "<CONCLUSION>scene type</CONCLUSION>"
+
+
+def test_save_load_round_trip_through_auto_classes(processor, clip, tmp_path):
+    model = tiny_model(processor).eval()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "deepdubber_reasoner"
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    loaded_processor = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, DeepDubberReasonerForConditionalGeneration)
+    assert isinstance(loaded_processor, DeepDubberReasonerProcessor)
+    inputs = processor.prepare_video(clip[0])
+    again = loaded_processor.prepare_video(clip[0])
+    assert torch.equal(inputs["input_ids"], again["input_ids"])
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, loaded(**again).logits, atol=0)
+
+
+def test_generate_on_a_video_writes_text(processor, clip):
+    model = tiny_model(processor)
+    texts = reason(model, processor, [clip[0], clip[0]], max_new_tokens=6)
+    assert len(texts) == 2 and texts[0] == texts[1] and isinstance(texts[0][0], str)
+    sampled = reason(model, processor, [clip[0]], max_new_tokens=6, do_sample=True, num_return_sequences=3)
+    assert len(sampled[0]) == 3
+
+
+def test_frames_count_must_match_placeholders(processor, clip):
+    model = tiny_model(processor)
+    inputs = processor.prepare_video(clip[0])
+    with pytest.raises(ValueError, match="<image> tokens"):
+        model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"][:1])
+
+
+def test_training_steps_lower_the_loss_on_a_repeated_batch(processor, clip):
+    model = tiny_model(processor)
+    frames = list(load_video_frames(clip[0], NUM_FRAMES))
+    text = processor.apply_chat_template(build_messages(NUM_FRAMES, response=clip[1]["cot"]))
+    batch = processor(text=[text], images=[frames], return_tensors="pt")
+    prompt = processor.apply_chat_template(build_messages(NUM_FRAMES), add_generation_prompt=True)
+    prompt_length = len(processor(text=[prompt], images=[frames])["input_ids"][0])
+    labels = batch["input_ids"].clone()
+    labels[:, :prompt_length] = -100
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = []
+    for _ in range(8):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0] and losses == sorted(losses, reverse=True)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the vision tower learns too
