@@ -12,3 +12,21 @@ def tiny_corpus(tmp_path_factory):
     generate_corpus(str(folder), level=1, num_clips=6, seed=11, workers=1, shard_size=6, progress=False)
     generate_corpus(str(folder), level=2, num_clips=4, seed=12, workers=1, shard_size=4, progress=False)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_reasoner(tiny_corpus, tmp_path_factory):
+    """A tiny reasoner after one SFT step of examples/train_sft.py on `tiny_corpus` (2 frames per clip)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path_factory.mktemp("tiny_reasoner"))
+    command = [sys.executable, os.path.join(root, "examples", "train_sft.py"), "--dataset", tiny_corpus,
+               "--dataset_config_name", "level1", "level2", "--output_dir", out, "--num_frames", "2",
+               "--train_batch_size", "2", "--max_train_steps", "1", "--lr_warmup_steps", "0",
+               "--tokenizer_vocab_size", "400", "--dataloader_num_workers", "0", "--report_to", "none"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

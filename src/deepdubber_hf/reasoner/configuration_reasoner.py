@@ -59,7 +59,7 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     >>> config = DeepDubberReasonerConfig.tiny(vocab_size=512)
     >>> model = DeepDubberReasonerForConditionalGeneration(config)
     >>> config.image_seq_length
-    16
+    4
     ```
     """
 
@@ -98,6 +98,8 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     def tiny(cls, vocab_size: int, **kwargs) -> "DeepDubberReasonerConfig":
         """The tiny default (about 1 M parameters with a 1k vocabulary) for a tokenizer of `vocab_size` tokens."""
         text_config = {**TINY_TEXT_CONFIG, "vocab_size": vocab_size, **kwargs.pop("text_config", {})}
+        # 4×4 patches per token: 4 tokens per frame keep the language model's sequence (its cost) short.
+        kwargs.setdefault("scale_factor", 4)
         return cls(text_config={"model_type": "llama", **text_config}, **kwargs)
 
 

@@ -43,8 +43,9 @@ class DeepDubberReasonerCausalLMOutput(ModelOutput):
 class DeepDubberReasonerProjector(nn.Module):
     """Pixel shuffle then a two-layer MLP (as SmolVLM / InternVL): `scale_factor²` neighbouring patches → one token.
 
-    Folding the grid keeps a 10-frame clip to 160 language-model tokens at the tiny size while each token still
-    sees a small neighbourhood at full resolution (a mouth is one or two patches wide).
+    Folding the grid keeps a clip's language-model sequence short (the tiny default folds 4×4 patches: 4 tokens
+    per frame) while nothing is pooled away: each token carries its patches' features side by side, a mouth still
+    at full patch resolution.
     """
 
     def __init__(self, config: DeepDubberReasonerConfig):
