@@ -22,7 +22,6 @@ the MPO reasoner and its processor (adapters merged), loadable like the SFT one.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 
 import datasets
@@ -33,6 +32,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import deepdubber_hf.reasoner  # noqa: F401  (registers the reasoner with the Auto classes)
 from deepdubber_hf.reasoner.mpo import MPO_LABEL_COLUMNS, MPOConfig, MPOTrainer
+from deepdubber_hf.training_utils import save_pretrained_atomically
 
 
 @dataclass
@@ -98,14 +98,7 @@ def main(script_args: ScriptArguments, training_args: MPOConfig) -> None:
         final = trainer.accelerator.unwrap_model(trainer.model)
         if script_args.use_lora:
             final = final.merge_and_unload()
-        tmp_dir = os.path.join(training_args.output_dir, "tmp-final")
-        if os.path.isdir(tmp_dir):
-            shutil.rmtree(tmp_dir)
-        final.save_pretrained(tmp_dir)
-        processor.save_pretrained(tmp_dir)
-        for name in os.listdir(tmp_dir):
-            os.replace(os.path.join(tmp_dir, name), os.path.join(training_args.output_dir, name))
-        os.rmdir(tmp_dir)
+        save_pretrained_atomically(training_args.output_dir, final, processor)
     trainer.accelerator.wait_for_everyone()
 
 

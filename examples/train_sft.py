@@ -33,20 +33,24 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
 
 import datasets
 import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from datasets import concatenate_datasets, load_dataset, load_from_disk
 from tqdm.auto import tqdm
 from transformers import AutoModelForImageTextToText, AutoProcessor, get_scheduler
 
 from deepdubber_hf.reasoner.prompts import COT_INSTRUCTION, QA_QUESTION
+from deepdubber_hf.training_utils import (
+    checkpoint_step,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_pretrained_atomically,
+)
 from deepdubber_hf.reasoner import (
     DeepDubberReasonerConfig,
     DeepDubberReasonerForConditionalGeneration,
@@ -58,8 +62,6 @@ from deepdubber_hf.reasoner import (
 
 logger = get_logger(__name__)
 
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-TRAINING_STATE_FILE = "training_state.json"
 RESPONSE_COLUMNS = {"cot": "cot", "qa": "answer"}
 
 
@@ -203,83 +205,6 @@ def add_lora(args, model):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# Copied from examples.train_tts.list_checkpoints
-def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
-    """Finished checkpoints `(step, path)` in `output_dir`, oldest first (temporary folders never match)."""
-    if not os.path.isdir(output_dir):
-        return []
-    found = []
-    for name in os.listdir(output_dir):
-        match = CHECKPOINT_PATTERN.match(name)
-        if match and os.path.isdir(os.path.join(output_dir, name)):
-            found.append((int(match.group(1)), os.path.join(output_dir, name)))
-    return sorted(found)
-
-
-# Adapted from examples.train_tts.save_checkpoint (adds `export`)
-def save_checkpoint(
-    accelerator: Accelerator, output_dir: str, global_step: int, total_limit: int | None, export=None
-) -> str:
-    """`accelerator.save_state` into `tmp-checkpoint-{step}`, renamed to `checkpoint-{step}` once every process
-    has written its part: a crash never leaves a half-written folder that looks finished. `export(folder)`, run
-    on the main process before the rename, adds a loadable copy of the model (`checkpoint-{step}/reasoner/`)."""
-    final_dir = os.path.join(output_dir, f"checkpoint-{global_step}")
-    tmp_dir = os.path.join(output_dir, f"tmp-checkpoint-{global_step}")
-    if accelerator.is_main_process and os.path.isdir(tmp_dir):  # left over by a crash
-        shutil.rmtree(tmp_dir)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(tmp_dir)  # every process writes its random states
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        with open(os.path.join(tmp_dir, TRAINING_STATE_FILE), "w") as handle:
-            json.dump({"global_step": global_step}, handle)
-        if export is not None:
-            export(tmp_dir)
-        if os.path.isdir(final_dir):  # same step saved by an earlier run: replace it
-            shutil.rmtree(final_dir)
-        os.replace(tmp_dir, final_dir)
-        if total_limit is not None:
-            for _, old in list_checkpoints(output_dir)[:-total_limit]:
-                shutil.rmtree(old)
-        logger.info(f"Saved {final_dir}")
-    accelerator.wait_for_everyone()
-    return final_dir
-
-
-# Copied from examples.train_tts.resolve_checkpoint
-def resolve_checkpoint(args) -> str | None:
-    """The checkpoint folder `--resume_from_checkpoint` points at, or None to start afresh."""
-    if args.resume_from_checkpoint is None:
-        return None
-    if args.resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(args.output_dir)
-        return checkpoints[-1][1] if checkpoints else None
-    for path in (args.resume_from_checkpoint, os.path.join(args.output_dir, args.resume_from_checkpoint)):
-        if os.path.isdir(path):
-            return path
-    raise FileNotFoundError(
-        f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a checkpoint folder: pass a "
-        f"`checkpoint-<step>` folder (or its name inside --output_dir) or 'latest'."
-    )
-
-
-def checkpoint_step(path: str) -> int:
-    with open(os.path.join(path, TRAINING_STATE_FILE)) as handle:
-        return int(json.load(handle)["global_step"])
-
-
-def save_model_atomically(model, processor, output_dir: str) -> None:
-    """Write the model and processor into a temporary folder, then move the files into `output_dir`."""
-    tmp_dir = os.path.join(output_dir, "tmp-final")
-    if os.path.isdir(tmp_dir):
-        shutil.rmtree(tmp_dir)
-    model.save_pretrained(tmp_dir, safe_serialization=True)
-    processor.save_pretrained(tmp_dir)
-    for name in os.listdir(tmp_dir):
-        os.replace(os.path.join(tmp_dir, name), os.path.join(output_dir, name))
-    os.rmdir(tmp_dir)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------
@@ -342,6 +267,8 @@ def main(args: argparse.Namespace) -> None:
         project_config=ProjectConfiguration(
             project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
         ),
+        # Vision towers carry heads the reasoner does not use (ConvNeXt's pooled-output norm, SigLIP's head).
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     if not accelerator.is_local_main_process:
@@ -395,7 +322,7 @@ def main(args: argparse.Namespace) -> None:
 
     # 3. Resume.
     global_step = 0
-    checkpoint = resolve_checkpoint(args)
+    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if checkpoint is not None:
         logger.info(f"Resuming from {checkpoint}")
         accelerator.load_state(checkpoint)
@@ -469,7 +396,7 @@ def main(args: argparse.Namespace) -> None:
         unwrapped = accelerator.unwrap_model(model)
         if args.use_lora:
             unwrapped = unwrapped.merge_and_unload()
-        save_model_atomically(unwrapped, processor, args.output_dir)
+        save_pretrained_atomically(args.output_dir, unwrapped, processor)
         logger.info(f"Saved the reasoner and its processor to {args.output_dir}")
     accelerator.end_training()
 

@@ -47,8 +47,6 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
 
 import datasets
 import torch
@@ -69,6 +67,7 @@ from deepdubber_hf.models.vocoder import VocosVocoder
 from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline
 from deepdubber_hf.schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from deepdubber_hf.text import DeepDubberTokenizer
+from deepdubber_hf.training_utils import checkpoint_step, resolve_checkpoint, save_checkpoint
 
 logger = get_logger(__name__)
 
@@ -93,8 +92,6 @@ MODEL_CONFIGS = {
 
 # What a finished checkpoint folder holds besides accelerate's files.
 EMA_FOLDER = "transformer_ema"
-TRAINING_STATE_FILE = "training_state.json"
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -427,72 +424,6 @@ def load_vocoder(args) -> VocosVocoder:
     if os.path.isdir(os.path.join(path, "vocoder")):
         return VocosVocoder.from_pretrained(path, subfolder="vocoder")
     return VocosVocoder.from_pretrained(path)
-
-
-def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
-    """Finished checkpoints `(step, path)` in `output_dir`, oldest first (temporary folders never match)."""
-    if not os.path.isdir(output_dir):
-        return []
-    found = []
-    for name in os.listdir(output_dir):
-        match = CHECKPOINT_PATTERN.match(name)
-        if match and os.path.isdir(os.path.join(output_dir, name)):
-            found.append((int(match.group(1)), os.path.join(output_dir, name)))
-    return sorted(found)
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: str, global_step: int, total_limit: int | None) -> str:
-    """`accelerator.save_state` into `tmp-checkpoint-{step}`, renamed to `checkpoint-{step}` once every process
-    has written its part: a crash never leaves a half-written folder that looks finished."""
-    final_dir = os.path.join(output_dir, f"checkpoint-{global_step}")
-    tmp_dir = os.path.join(output_dir, f"tmp-checkpoint-{global_step}")
-    if accelerator.is_main_process and os.path.isdir(tmp_dir):  # left over by a crash
-        shutil.rmtree(tmp_dir)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(tmp_dir)  # every process writes its random states
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        with open(os.path.join(tmp_dir, TRAINING_STATE_FILE), "w") as handle:
-            json.dump({"global_step": global_step}, handle)
-        if os.path.isdir(final_dir):  # same step saved by an earlier run: replace it
-            shutil.rmtree(final_dir)
-        os.replace(tmp_dir, final_dir)
-        if total_limit is not None:
-            for _, old in list_checkpoints(output_dir)[:-total_limit]:
-                shutil.rmtree(old)
-        logger.info(f"Saved {final_dir}")
-    accelerator.wait_for_everyone()
-    return final_dir
-
-
-def resolve_checkpoint(args) -> str | None:
-    """The checkpoint folder `--resume_from_checkpoint` points at, or None to start afresh."""
-    if args.resume_from_checkpoint is None:
-        return None
-    if args.resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(args.output_dir)
-        return checkpoints[-1][1] if checkpoints else None
-    for path in (args.resume_from_checkpoint, os.path.join(args.output_dir, args.resume_from_checkpoint)):
-        if os.path.isdir(path):
-            return path
-    raise FileNotFoundError(
-        f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a checkpoint folder: pass a "
-        f"`checkpoint-<step>` folder (or its name inside --output_dir) or 'latest'."
-    )
-
-
-def checkpoint_step(path: str) -> int:
-    state_file = os.path.join(path, TRAINING_STATE_FILE)
-    if os.path.isfile(state_file):
-        with open(state_file) as handle:
-            return int(json.load(handle)["global_step"])
-    match = CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(path)))
-    if match is None:
-        raise ValueError(
-            f"checkpoint {path!r} has no {TRAINING_STATE_FILE} and no step in its name: "
-            "pass a checkpoint-<step> folder."
-        )
-    return int(match.group(1))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -860,7 +791,7 @@ def main(args: argparse.Namespace) -> None:
 
     # 6. Resume.
     global_step = 0
-    checkpoint = resolve_checkpoint(args)
+    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and checkpoint is None:
         logger.info(f"No checkpoint in {args.output_dir!r}: starting a new run.")
     if checkpoint is not None:

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from .annotate import annotate
-from .schema import FPS, SAMPLING_RATE, SCENE_TYPES, ScenePlan, Turn
+from .schema import FPS, SAMPLING_RATE, SCENE_TYPES, ScenePlan
 
 MIN_DURATION_S = 1.0
 MAX_DURATION_S = 6.0

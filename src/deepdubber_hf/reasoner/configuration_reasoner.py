@@ -7,14 +7,16 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 # The tiny default: a few million parameters that train on a laptop CPU (see `examples/train_sft.py`).
+# A small ConvNeXt-V2: trained from scratch on a few thousand clips, a convolutional tower learns the small cues
+# (an open mouth, grey hair) far sooner than a ViT of the same size, whose early features are dominated by its
+# position embeddings (measured: a 4-layer SigLIP tower left the tiny reasoner at chance after 600 SFT steps).
 TINY_VISION_CONFIG = {
-    "hidden_size": 64,
-    "intermediate_size": 256,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
+    "num_channels": 3,
+    "patch_size": 4,
+    "hidden_sizes": [32, 64, 128],
+    "depths": [1, 1, 2],
+    "num_stages": 3,
     "image_size": 128,
-    "patch_size": 16,
-    "vision_use_head": False,
 }
 TINY_TEXT_CONFIG = {
     "hidden_size": 128,
@@ -37,8 +39,9 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
 
     Args:
         vision_config (`dict` or `PreTrainedConfig`, *optional*):
-            Any transformers vision model whose output has a square patch grid and no class token (defaults to a
-            SigLIP vision tower without pooling head).
+            Any transformers vision model whose `last_hidden_state` is a square grid of features: a ViT without
+            class token (`(f, p, c)`, e.g. SigLIP with `vision_use_head=False`) or a convolutional network
+            (`(f, c, h, w)`, e.g. ConvNeXt-V2, the default).
         text_config (`dict` or `PreTrainedConfig`, *optional*):
             Any transformers causal language model (defaults to Llama).
         image_token_id (`int`, *optional*, defaults to 4):
@@ -65,9 +68,7 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
 
     model_type = "deepdubber_reasoner"
     sub_configs_defaults = {
-        "vision_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="siglip_vision_model", init_kwargs=TINY_VISION_CONFIG
-        ),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="convnextv2", init_kwargs=TINY_VISION_CONFIG),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama", init_kwargs=TINY_TEXT_CONFIG),
     }
 
@@ -80,18 +81,24 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     tie_word_embeddings: bool = True
 
     def validate_architecture(self):
-        """Check that the patch grid folds evenly."""
-        grid = self.vision_config.image_size // self.vision_config.patch_size
-        if grid * self.vision_config.patch_size != self.vision_config.image_size or grid % self.scale_factor:
+        """Check that the feature grid folds evenly."""
+        stride = self.vision_stride
+        if self.vision_config.image_size % (stride * self.scale_factor):
             raise ValueError(
-                f"vision_config.image_size ({self.vision_config.image_size}) must be a multiple of patch_size "
-                f"({self.vision_config.patch_size}) times scale_factor ({self.scale_factor}); change one of them."
+                f"vision_config.image_size ({self.vision_config.image_size}) must be a multiple of the vision "
+                f"tower's stride ({stride}) times scale_factor ({self.scale_factor}); change one of them."
             )
+
+    @property
+    def vision_stride(self) -> int:
+        """Pixels per feature-grid cell: the patch size, times 2 per later stage of a convolutional tower."""
+        stages = len(getattr(self.vision_config, "hidden_sizes", None) or [None])
+        return self.vision_config.patch_size * 2 ** (stages - 1)
 
     @property
     def image_seq_length(self) -> int:
         """Tokens one frame becomes in the language model."""
-        grid = self.vision_config.image_size // self.vision_config.patch_size // self.scale_factor
+        grid = self.vision_config.image_size // self.vision_stride // self.scale_factor
         return grid * grid
 
     @classmethod

@@ -51,7 +51,10 @@ class DeepDubberReasonerProjector(nn.Module):
     def __init__(self, config: DeepDubberReasonerConfig):
         super().__init__()
         self.scale_factor = config.scale_factor
-        in_features = config.vision_config.hidden_size * config.scale_factor**2
+        vision_width = getattr(config.vision_config, "hidden_size", None)
+        if getattr(config.vision_config, "hidden_sizes", None):  # a convolutional tower: its last stage's width
+            vision_width = config.vision_config.hidden_sizes[-1]
+        in_features = vision_width * config.scale_factor**2
         self.norm = nn.LayerNorm(in_features)
         self.linear_1 = nn.Linear(in_features, config.text_config.hidden_size)
         self.act = ACT2FN[config.projector_hidden_act]
@@ -96,8 +99,10 @@ class DeepDubberReasonerModel(DeepDubberReasonerPreTrainedModel):
 
     def get_image_features(self, pixel_values: torch.Tensor, return_dict: bool = True, **kwargs):
         """Frames `(f, 3, H, W)` → `pooler_output` of shape `(f, t, d)` (the tokens that replace `<image>`)."""
-        dtype = self.vision_tower.get_input_embeddings().weight.dtype
-        patches = self.vision_tower(pixel_values=pixel_values.to(dtype)).last_hidden_state  # (f, p, c)
+        dtype = next(self.vision_tower.parameters()).dtype
+        patches = self.vision_tower(pixel_values=pixel_values.to(dtype)).last_hidden_state
+        if patches.ndim == 4:  # a convolutional tower's (f, c, h, w) grid
+            patches = patches.flatten(2).transpose(1, 2)  # (f, p, c)
         features = self.multi_modal_projector(patches)  # (f, t, d)
         return BaseModelOutputWithPooling(last_hidden_state=patches, pooler_output=features)
 

@@ -1,0 +1,124 @@
+"""Checkpoint folders shared by the training scripts: atomic `accelerate` checkpoints and how to resume them.
+
+A checkpoint is written into `tmp-checkpoint-{step}` and renamed to `checkpoint-{step}` only once every process
+has written its part, so a crash never leaves a half-written folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+
+from accelerate.logging import get_logger
+
+logger = get_logger(__name__)
+
+TRAINING_STATE_FILE = "training_state.json"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
+    """Finished checkpoints `(step, path)` in `output_dir`, oldest first (temporary folders never match)."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        match = CHECKPOINT_PATTERN.match(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    return sorted(found)
+
+
+def save_checkpoint(
+    accelerator,
+    output_dir: str,
+    global_step: int,
+    total_limit: int | None,
+    export: Callable[[str], None] | None = None,
+) -> str:
+    """`accelerator.save_state` into `tmp-checkpoint-{step}`, renamed to `checkpoint-{step}` once every process
+    has written its part. `export(folder)`, run on the main process before the rename, may add files (e.g. a
+    loadable copy of the model). Keeps the newest `total_limit` checkpoints."""
+    final_dir = os.path.join(output_dir, f"checkpoint-{global_step}")
+    tmp_dir = os.path.join(output_dir, f"tmp-checkpoint-{global_step}")
+    if accelerator.is_main_process and os.path.isdir(tmp_dir):  # left over by a crash
+        shutil.rmtree(tmp_dir)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(tmp_dir)  # every process writes its random states
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with open(os.path.join(tmp_dir, TRAINING_STATE_FILE), "w") as handle:
+            json.dump({"global_step": global_step}, handle)
+        if export is not None:
+            export(tmp_dir)
+        if os.path.isdir(final_dir):  # same step saved by an earlier run: replace it
+            shutil.rmtree(final_dir)
+        os.replace(tmp_dir, final_dir)
+        if total_limit is not None:
+            for _, old in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(old)
+        logger.info(f"Saved {final_dir}")
+    accelerator.wait_for_everyone()
+    return final_dir
+
+
+def resolve_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> str | None:
+    """The checkpoint folder `--resume_from_checkpoint` points at (a folder, its name in `output_dir`, or
+    `latest`), or None to start afresh."""
+    if resume_from_checkpoint is None:
+        return None
+    if resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return checkpoints[-1][1] if checkpoints else None
+    for path in (resume_from_checkpoint, os.path.join(output_dir, resume_from_checkpoint)):
+        if os.path.isdir(path):
+            return path
+    raise FileNotFoundError(
+        f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a checkpoint folder: pass a "
+        f"`checkpoint-<step>` folder (or its name inside --output_dir) or 'latest'."
+    )
+
+
+def checkpoint_step(path: str) -> int:
+    """The optimiser step a checkpoint was saved at."""
+    state_file = os.path.join(path, TRAINING_STATE_FILE)
+    if os.path.isfile(state_file):
+        with open(state_file) as handle:
+            return int(json.load(handle)["global_step"])
+    match = CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(path)))
+    if match is None:
+        raise ValueError(
+            f"checkpoint {path!r} has no {TRAINING_STATE_FILE} and no step in its name: "
+            "pass a checkpoint-<step> folder."
+        )
+    return int(match.group(1))
+
+
+def save_pretrained_atomically(output_dir: str, *components) -> None:
+    """`save_pretrained` every component (model, processor, ...) into a temporary folder, then move the files
+    into `output_dir`: the folder never holds half a model."""
+    tmp_dir = os.path.join(output_dir, "tmp-final")
+    if os.path.isdir(tmp_dir):
+        shutil.rmtree(tmp_dir)
+    for component in components:
+        component.save_pretrained(tmp_dir)
+    for name in os.listdir(tmp_dir):
+        target = os.path.join(output_dir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.replace(os.path.join(tmp_dir, name), target)
+    os.rmdir(tmp_dir)
+
+
+__all__ = [
+    "CHECKPOINT_PATTERN",
+    "TRAINING_STATE_FILE",
+    "checkpoint_step",
+    "list_checkpoints",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "save_pretrained_atomically",
+]
