@@ -42,7 +42,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from datasets import concatenate_datasets, load_dataset, load_from_disk
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, AutoProcessor, get_scheduler
+from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor, get_scheduler
 
 from deepdubber_hf.reasoner.prompts import COT_INSTRUCTION, QA_QUESTION
 from deepdubber_hf.training_utils import (
@@ -162,7 +162,9 @@ def build_model_and_processor(args, dataset):
         return model, processor
     if args.model_config != "tiny":
         raise ValueError(f"--model_config {args.model_config!r} is unknown; use 'tiny' or pass --model_name_or_path.")
-    texts = list(dataset["cot"]) + list(dataset["answer"]) + [COT_INSTRUCTION, QA_QUESTION]
+    # The responses, the instructions and the frame labels of the prompt (so `Frame3:` is one or two tokens).
+    frame_labels = [f"\nFrame{i}: " for i in range(1, args.num_frames + 1)] * 100
+    texts = list(dataset["cot"]) + list(dataset["answer"]) + [COT_INSTRUCTION, QA_QUESTION] + frame_labels
     tokenizer = train_reasoner_tokenizer(texts, vocab_size=args.tokenizer_vocab_size)
     config = DeepDubberReasonerConfig.tiny(
         vocab_size=len(tokenizer),
@@ -174,6 +176,11 @@ def build_model_and_processor(args, dataset):
         },
     )
     config.image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    vision_tower = None
+    if args.vision_tower_name_or_path:  # a tower from examples/pretrain_vision_tower.py (or any matching one)
+        vision_tower = AutoModel.from_pretrained(args.vision_tower_name_or_path, dtype=torch.float32)
+        config.vision_config = vision_tower.config
+        config.validate_architecture()
     processor = DeepDubberReasonerProcessor.from_tokenizer(
         tokenizer,
         image_size=config.vision_config.image_size,
@@ -181,6 +188,8 @@ def build_model_and_processor(args, dataset):
         image_seq_length=config.image_seq_length,
     )
     model = DeepDubberReasonerForConditionalGeneration(config)
+    if vision_tower is not None:
+        model.model.vision_tower.load_state_dict(vision_tower.state_dict())
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, processor
@@ -227,6 +236,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_name_or_path", type=str, default=None, help="A reasoner or VLM folder to fine-tune.")
     parser.add_argument("--model_config", type=str, default="tiny", help="Size of a new reasoner (`tiny`).")
     parser.add_argument("--tokenizer_vocab_size", type=int, default=1024)
+    parser.add_argument(
+        "--vision_tower_name_or_path", type=str, default=None,
+        help="Start a new reasoner's vision tower from this folder (examples/pretrain_vision_tower.py).",
+    )  # fmt: skip
     parser.add_argument("--num_frames", type=int, default=10, help="Frames sampled per clip (first, last, between).")
     parser.add_argument("--max_length", type=int, default=None, help="Refuse examples longer than this many tokens.")
     parser.add_argument("--use_lora", action="store_true", help="Train LoRA adapters (peft) instead of all weights.")

@@ -157,3 +157,32 @@ def test_training_steps_lower_the_loss_on_a_repeated_batch(processor, clip):
     assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0] and losses == sorted(losses, reverse=True)
     unchanged = [name for name, p in model.named_parameters() if torch.equal(before[name], p)]
     assert unchanged == ["model.vision_tower.layernorm.weight", "model.vision_tower.layernorm.bias"]  # unused pooler
+
+
+def test_it_tells_clips_apart_by_their_frames_alone(processor):
+    """Three clips, one identical prompt: fitting their three answers is possible only by looking at the frames."""
+    rows = [generate_clip(f"l1-fit{seed}", level=1, seed=seed) for seed in (21, 22, 23)]
+    answers = [row["answer"] for row in rows]
+    assert len(set(answers)) == 3
+    frames = [list(load_video_frames(row["video"]["bytes"], NUM_FRAMES)) for row in rows]
+    prompt = processor.apply_chat_template(build_messages(NUM_FRAMES, mode="qa"), add_generation_prompt=True)
+    texts = [processor.apply_chat_template(build_messages(NUM_FRAMES, "qa", answer)) for answer in answers]
+    batch = processor(text=texts, images=frames, padding=True, return_tensors="pt")
+    prompt_length = len(processor(text=[prompt], images=[frames[0]])["input_ids"][0])
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    labels[:, :prompt_length] = -100
+    model = tiny_model(processor)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    # Blind to the frames, the three identical prompts would get one and the same greedy answer.
+    answered = []
+    for clip_frames in frames:
+        inputs = processor(text=[prompt], images=[clip_frames], return_tensors="pt")
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=60, do_sample=False)
+        answered.append(processor.post_process_generation(output, inputs["input_ids"].shape[1])[0].strip())
+    assert answered == answers
