@@ -45,12 +45,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor, get_scheduler
 
 from deepdubber_hf.reasoner.prompts import COT_INSTRUCTION, QA_QUESTION
-from deepdubber_hf.training_utils import (
-    checkpoint_step,
-    resolve_checkpoint,
-    save_checkpoint,
-    save_pretrained_atomically,
-)
+from deepdubber_hf.training_utils import open_train_log, resume, save_checkpoint, save_pretrained_atomically
 from deepdubber_hf.reasoner import (
     DeepDubberReasonerConfig,
     DeepDubberReasonerForConditionalGeneration,
@@ -240,6 +235,9 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         "--vision_tower_name_or_path", type=str, default=None,
         help="Start a new reasoner's vision tower from this folder (examples/pretrain_vision_tower.py).",
     )  # fmt: skip
+    parser.add_argument(
+        "--freeze_vision_tower", action="store_true", help="Keep the vision tower's weights fixed (a pre-trained one)."
+    )
     parser.add_argument("--num_frames", type=int, default=10, help="Frames sampled per clip (first, last, between).")
     parser.add_argument("--max_length", type=int, default=None, help="Refuse examples longer than this many tokens.")
     parser.add_argument("--use_lora", action="store_true", help="Train LoRA adapters (peft) instead of all weights.")
@@ -296,6 +294,8 @@ def main(args: argparse.Namespace) -> None:
     dataset = load_reasoning_dataset(args)
     with accelerator.main_process_first():
         model, processor = build_model_and_processor(args, dataset)
+    if args.freeze_vision_tower:  # LLaVA's recipe with a pre-trained encoder: only the projector and LM learn
+        model.get_submodule("model.vision_tower").requires_grad_(False)
     if args.use_lora:
         model = add_lora(args, model)
     logger.info(f"Training {type(model).__name__} of {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params.")
@@ -334,22 +334,11 @@ def main(args: argparse.Namespace) -> None:
     )
 
     # 3. Resume.
-    global_step = 0
-    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    if checkpoint is not None:
-        logger.info(f"Resuming from {checkpoint}")
-        accelerator.load_state(checkpoint)
-        global_step = checkpoint_step(checkpoint)
+    global_step = resume(accelerator, args.output_dir, args.resume_from_checkpoint)
     first_epoch = global_step // num_update_steps_per_epoch
     resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
-    log_path = os.path.join(args.output_dir, "train_log.jsonl")
+    log_path = open_train_log(accelerator, args.output_dir, global_step)
     if accelerator.is_main_process:
-        kept = []
-        if checkpoint is not None and os.path.isfile(log_path):  # drop what was logged after the checkpoint
-            with open(log_path) as handle:
-                kept = [line for line in handle if line.strip() and json.loads(line)["step"] <= global_step]
-        with open(log_path, "w") as handle:
-            handle.writelines(kept)
         tracker_config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
         accelerator.init_trackers("train_sft", config=tracker_config)
 

@@ -67,7 +67,7 @@ from deepdubber_hf.models.vocoder import VocosVocoder
 from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline
 from deepdubber_hf.schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from deepdubber_hf.text import DeepDubberTokenizer
-from deepdubber_hf.training_utils import checkpoint_step, resolve_checkpoint, save_checkpoint
+from deepdubber_hf.training_utils import open_train_log, resume, save_checkpoint
 
 logger = get_logger(__name__)
 
@@ -790,25 +790,12 @@ def main(args: argparse.Namespace) -> None:
     accelerator.register_load_state_pre_hook(load_ema_hook)
 
     # 6. Resume.
-    global_step = 0
-    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    if args.resume_from_checkpoint and checkpoint is None:
-        logger.info(f"No checkpoint in {args.output_dir!r}: starting a new run.")
-    if checkpoint is not None:
-        logger.info(f"Resuming from {checkpoint}")
-        accelerator.load_state(checkpoint)
-        global_step = checkpoint_step(checkpoint)
+    global_step = resume(accelerator, args.output_dir, args.resume_from_checkpoint)
     first_epoch = global_step // num_update_steps_per_epoch
     resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
 
-    log_path = os.path.join(args.output_dir, "train_log.jsonl")
+    log_path = open_train_log(accelerator, args.output_dir, global_step)
     if accelerator.is_main_process:
-        kept = []
-        if checkpoint is not None and os.path.isfile(log_path):  # drop what was logged after the checkpoint
-            with open(log_path) as handle:
-                kept = [line for line in handle if line.strip() and json.loads(line)["step"] <= global_step]
-        with open(log_path, "w") as handle:
-            handle.writelines(kept)
         tracker_config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
         accelerator.init_trackers("train_tts", config=tracker_config)
 

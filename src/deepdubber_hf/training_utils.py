@@ -97,6 +97,32 @@ def checkpoint_step(path: str) -> int:
     return int(match.group(1))
 
 
+def resume(accelerator, output_dir: str, resume_from_checkpoint: str | None) -> int:
+    """Load the state of the checkpoint `--resume_from_checkpoint` names (if any) and return its step (else 0)."""
+    checkpoint = resolve_checkpoint(output_dir, resume_from_checkpoint)
+    if resume_from_checkpoint and checkpoint is None:
+        logger.info(f"No checkpoint in {output_dir!r}: starting a new run.")
+    if checkpoint is None:
+        return 0
+    logger.info(f"Resuming from {checkpoint}")
+    accelerator.load_state(checkpoint)
+    return checkpoint_step(checkpoint)
+
+
+def open_train_log(accelerator, output_dir: str, global_step: int) -> str:
+    """`train_log.jsonl` of `output_dir`, keeping only the lines up to `global_step` (what a resumed run has not
+    redone); returns its path."""
+    log_path = os.path.join(output_dir, "train_log.jsonl")
+    if accelerator.is_main_process:
+        kept = []
+        if global_step > 0 and os.path.isfile(log_path):  # drop what was logged after the checkpoint
+            with open(log_path) as handle:
+                kept = [line for line in handle if line.strip() and json.loads(line)["step"] <= global_step]
+        with open(log_path, "w") as handle:
+            handle.writelines(kept)
+    return log_path
+
+
 def save_pretrained_atomically(output_dir: str, *components) -> None:
     """`save_pretrained` every component (model, processor, ...) into a temporary folder, then move the files
     into `output_dir`: the folder never holds half a model."""
@@ -118,7 +144,9 @@ __all__ = [
     "TRAINING_STATE_FILE",
     "checkpoint_step",
     "list_checkpoints",
+    "open_train_log",
     "resolve_checkpoint",
+    "resume",
     "save_checkpoint",
     "save_pretrained_atomically",
 ]

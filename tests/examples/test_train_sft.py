@@ -69,3 +69,25 @@ def test_bad_column_is_named(tiny_corpus, tmp_path):
                "--output_dir", str(tmp_path), "--video_column", "clip", "--report_to", "none"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode != 0 and "'clip'" in result.stderr and "--video_column" in result.stderr
+
+
+def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
+    from transformers import AutoModel
+
+    tower_dir = str(tmp_path / "tower")
+    command = [sys.executable, os.path.join(ROOT, "examples", "pretrain_vision_tower.py"), "--dataset", tiny_corpus,
+               "--dataset_config_name", "level1", "level2", "--output_dir", tower_dir, "--max_train_steps", "3",
+               "--batch_size", "2", "--num_frames", "2", "--dataloader_num_workers", "0"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(tower_dir, "pretrain_log.jsonl")) as handle:
+        losses = [json.loads(line)["loss"] for line in handle]
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)
+    tower = AutoModel.from_pretrained(tower_dir)
+
+    out = str(tmp_path / "sft")
+    run_sft("--dataset", tiny_corpus, "--dataset_config_name", "level1", "--output_dir", out, "--max_train_steps",
+            "1", "--vision_tower_name_or_path", tower_dir, "--freeze_vision_tower")  # fmt: skip
+    reasoner = AutoModelForImageTextToText.from_pretrained(out)
+    for name, value in tower.state_dict().items():
+        assert torch.equal(value, reasoner.model.vision_tower.state_dict()[name]), name  # loaded, then frozen
