@@ -25,6 +25,7 @@ setup(
     install_requires=[
         "torch",
         "torchaudio",
+        "torchvision",
         "torchcodec",
         "transformers",
         "diffusers",

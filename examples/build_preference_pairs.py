@@ -3,8 +3,9 @@ well-formed, correct response (chosen) with a wrong or ill-formed one (rejected)
 
 Each response is scored by the rule-based rewards of the paper: the format reward (the four tagged sections in
 order, Steps 1–4 in the reasoning) and the outcome reward (the conclusion matches the clip's ground truth on scene
-type, gender, age and emotion). When no sample of a clip is both well-formed and correct, the clip's reference
-annotation is the chosen response; when every sample is, the clip gives no pair (nothing to prefer against).
+type, gender, age and emotion by default, `--outcome_fields`). When no sample of a clip is both well-formed and
+correct, the clip's reference annotation is the chosen response (or, with `--on_policy`, the clip gives no pair);
+when every sample is, the clip gives no pair (nothing to prefer against).
 
 ```bash
 python examples/build_preference_pairs.py --model runs/reasoner_sft --dataset corpus \
@@ -69,12 +70,14 @@ def as_turns(messages: list) -> list:
     ]
 
 
-def choose_pair(samples: list, reference: DubbingConclusion, reference_text: str, rng: np.random.Generator):
-    """(chosen, chosen labels, rejected, rejected labels) from scored samples, or None when nothing is rejectable."""
-    scored = [(text, format_reward(text), outcome_reward(text, reference)) for text in samples]
+def choose_pair(samples: list, reference: DubbingConclusion, reference_text: str, rng: np.random.Generator,
+                fields: tuple, on_policy: bool = False):  # fmt: skip
+    """(chosen, chosen labels, rejected, rejected labels) from scored samples, or None when there is no pair
+    (nothing rejectable, or with `on_policy` no sample of the model's own to choose)."""
+    scored = [(text, format_reward(text), outcome_reward(text, reference, fields)) for text in samples]
     good = [s for s in scored if s[1] == 1.0 and s[2] == 1.0]
     bad = [s for s in scored if s[1] < 1.0 or s[2] < 1.0]
-    if not bad:
+    if not bad or (on_policy and not good):
         return None
     chosen = good[rng.integers(len(good))] if good else (reference_text, 1.0, 1.0)
     rejected = bad[rng.integers(len(bad))]
@@ -93,6 +96,15 @@ def parse_args(input_args=None):
     parser.add_argument("--max_new_tokens", type=int, default=320)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--output_dir", type=str, required=True)
+    parser.add_argument(
+        "--outcome_fields", type=str, nargs="+", default=["scene_type", "gender", "age", "emotion"],
+        help="Conclusion fields that must match the ground truth for the outcome reward.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--on_policy", action="store_true",
+        help="Only pair the model's own samples (skip clips where none is well-formed and correct) instead of "
+        "falling back to the reference annotation as the chosen response.",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(input_args)
 
@@ -133,8 +145,8 @@ def main(args):
         reference = reference_of(row, scene_names)
         counts["samples"] += len(texts)
         counts["well_formed"] += sum(format_reward(t) for t in texts)
-        counts["correct"] += sum(outcome_reward(t, reference) for t in texts)
-        pair = choose_pair(texts, reference, row["cot"], rng)
+        counts["correct"] += sum(outcome_reward(t, reference, tuple(args.outcome_fields)) for t in texts)
+        pair = choose_pair(texts, reference, row["cot"], rng, tuple(args.outcome_fields), args.on_policy)
         if pair is None:
             continue
         (chosen, chosen_format, chosen_outcome), (rejected, rejected_format, rejected_outcome) = pair
