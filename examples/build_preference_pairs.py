@@ -9,7 +9,7 @@ when every sample is, the clip gives no pair (nothing to prefer against).
 
 ```bash
 python examples/build_preference_pairs.py --model runs/reasoner_sft --dataset corpus \
-    --dataset_config_name level1 level2 --num_clips 400 --num_samples 4 --output_dir runs/mpo_pairs
+    --dataset_config_name level1 level2 --num_clips 300 --num_samples 4 --on_policy --output_dir runs/mpo_pairs
 ```
 
 The output is a `datasets` dataset (`save_to_disk`) in trl's vision preference format — `images` (the sampled
