@@ -27,13 +27,11 @@ import shutil
 
 import datasets
 import numpy as np
-import torch
 from datasets import Dataset, Features, Image, Sequence, Value, concatenate_datasets, load_dataset
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
-import deepdubber_hf.reasoner  # noqa: F401  (registers the reasoner with the Auto classes)
 from deepdubber_hf.reasoner.cot import DubbingConclusion, format_reward, outcome_reward
-from deepdubber_hf.reasoner.generation import reason
+from deepdubber_hf.evaluation.reasoning import reference_conclusions
+from deepdubber_hf.reasoner.generation import load_reasoner, reason
 from deepdubber_hf.reasoner.processing_reasoner import build_messages, load_video_frames
 
 FEATURES = Features(
@@ -49,17 +47,6 @@ FEATURES = Features(
         "rejected_outcome": Value("float32"),
     }
 )
-
-
-def reference_of(row, scene_names) -> DubbingConclusion:
-    scene = row["scene_type"]
-    return DubbingConclusion(
-        scene_type=scene_names.int2str(scene) if isinstance(scene, int) else scene,
-        num_speakers=row["num_speakers"],
-        gender=row["speaker_gender"],
-        age=row["speaker_age"],
-        emotion=row["speaker_emotion"],
-    )
 
 
 def as_turns(messages: list) -> list:
@@ -110,26 +97,25 @@ def parse_args(input_args=None):
 
 
 def main(args):
-    if not os.path.isdir(args.model):
-        raise FileNotFoundError(f"--model {args.model!r} is not a folder; pass the output folder of train_sft.py.")
     if args.num_samples < 1:
         raise ValueError(f"--num_samples must be at least 1, got {args.num_samples}.")
     datasets.utils.logging.set_verbosity_warning()
-    processor = AutoProcessor.from_pretrained(args.model)
-    model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32)
+    model, processor = load_reasoner(args.model)
     parts = [load_dataset(args.dataset, name, split=args.split) for name in args.dataset_config_name or [None]]
     dataset = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     rng = np.random.default_rng(args.seed)
     if args.num_clips is not None and args.num_clips < len(dataset):
         dataset = dataset.select(sorted(rng.choice(len(dataset), args.num_clips, replace=False).tolist()))
-    scene_names = dataset.features["scene_type"]
+    references = reference_conclusions(dataset)
     num_frames = processor.num_frames
 
-    videos = [dataset[i]["video"] for i in range(len(dataset))]
+    # Decoded once: the same frames are sampled from and stored with the pair.
+    videos = dataset.select_columns(["video"])
+    frames = [load_video_frames(videos[i]["video"], num_frames) for i in range(len(dataset))]
     samples = reason(
         model,
         processor,
-        videos,
+        frames,
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         do_sample=True,
@@ -139,22 +125,22 @@ def main(args):
         show_progress=True,
     )
 
+    cots = dataset["cot"]
+    clip_ids = dataset["clip_id"] if "clip_id" in dataset.column_names else [str(i) for i in range(len(dataset))]
     rows, counts = [], {"clips": len(dataset), "samples": 0, "well_formed": 0, "correct": 0, "pairs": 0}
     for i, texts in enumerate(samples):
-        row = dataset[i]
-        reference = reference_of(row, scene_names)
+        reference = references[i]
         counts["samples"] += len(texts)
         counts["well_formed"] += sum(format_reward(t) for t in texts)
         counts["correct"] += sum(outcome_reward(t, reference, tuple(args.outcome_fields)) for t in texts)
-        pair = choose_pair(texts, reference, row["cot"], rng, tuple(args.outcome_fields), args.on_policy)
+        pair = choose_pair(texts, reference, cots[i], rng, tuple(args.outcome_fields), args.on_policy)
         if pair is None:
             continue
         (chosen, chosen_format, chosen_outcome), (rejected, rejected_format, rejected_outcome) = pair
-        frames = load_video_frames(videos[i], num_frames).permute(0, 2, 3, 1).numpy()
         rows.append(
             {
-                "clip_id": row.get("clip_id", str(i)),
-                "images": list(frames),
+                "clip_id": clip_ids[i],
+                "images": list(frames[i].permute(0, 2, 3, 1).numpy()),
                 "prompt": as_turns(build_messages(num_frames)),
                 "chosen": [{"role": "assistant", "content": [{"type": "text", "text": chosen}]}],
                 "rejected": [{"role": "assistant", "content": [{"type": "text", "text": rejected}]}],

@@ -18,30 +18,15 @@ import json
 import os
 
 import datasets
-import torch
 from datasets import load_dataset
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
-import deepdubber_hf.reasoner  # noqa: F401  (registers the reasoner with the Auto classes)
-from deepdubber_hf.evaluation.reasoning import metrics_to_markdown, plot_confusion_matrix, reasoning_metrics
-from deepdubber_hf.reasoner.cot import DubbingConclusion
-from deepdubber_hf.reasoner.generation import parse_response, reason
-
-
-def reference_conclusions(dataset) -> list:
-    """The ground-truth conclusion of every row (scene type, speakers, target speaker's attributes)."""
-    names = dataset.features["scene_type"]
-    rows = dataset.select_columns(["scene_type", "num_speakers", "speaker_gender", "speaker_age", "speaker_emotion"])
-    return [
-        DubbingConclusion(
-            scene_type=names.int2str(row["scene_type"]) if hasattr(names, "int2str") else row["scene_type"],
-            num_speakers=row["num_speakers"],
-            gender=row["speaker_gender"],
-            age=row["speaker_age"],
-            emotion=row["speaker_emotion"],
-        )
-        for row in rows
-    ]
+from deepdubber_hf.evaluation.reasoning import (
+    metrics_to_markdown,
+    plot_confusion_matrix,
+    reasoning_metrics,
+    reference_conclusions,
+)
+from deepdubber_hf.reasoner.generation import load_reasoner, parse_response, reason
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -56,7 +41,9 @@ def evaluate_config(args, model, processor, config_name):
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
     references = reference_conclusions(dataset)
-    videos = [dataset[i]["video"] for i in range(len(dataset))]
+    videos = dataset.select_columns(["video"])  # rows without the audio columns: nothing else is decoded
+    videos = [videos[i]["video"] for i in range(len(dataset))]
+    clip_ids = dataset["clip_id"] if "clip_id" in dataset.column_names else list(range(len(dataset)))
     texts = [
         r[0]
         for r in reason(
@@ -75,7 +62,7 @@ def evaluate_config(args, model, processor, config_name):
     lines = [
         json.dumps(
             {
-                "clip_id": dataset[i]["clip_id"] if "clip_id" in dataset.column_names else i,
+                "clip_id": clip_ids[i],
                 "response": texts[i],
                 "prediction": predictions[i].to_dict() if predictions[i] else None,
                 "failure": None if predictions[i] else predictions[i].reason,
@@ -107,12 +94,9 @@ def parse_args(input_args=None):
 
 
 def main(args):
-    if not os.path.isdir(args.model):
-        raise FileNotFoundError(f"--model {args.model!r} is not a folder; pass the output folder of train_sft.py.")
     datasets.utils.logging.set_verbosity_warning()
     os.makedirs(args.output_dir, exist_ok=True)
-    processor = AutoProcessor.from_pretrained(args.model)
-    model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32)
+    model, processor = load_reasoner(args.model)
     results = {}
     for config_name in args.dataset_config_name or [None]:
         name, metrics = evaluate_config(args, model, processor, config_name)

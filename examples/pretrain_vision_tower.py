@@ -61,7 +61,9 @@ def frame_targets(row, frame_index: int) -> dict:
 
 class FrameDataset(torch.utils.data.Dataset):
     def __init__(self, dataset, num_frames: int, image_size: int):
-        self.dataset, self.num_frames, self.image_size = dataset, num_frames, image_size
+        # The columns it reads: whole rows would decode every clip's audio too.
+        self.dataset = dataset.select_columns(["video", "characters", "mouth_openness", "width"])
+        self.num_frames, self.image_size = num_frames, image_size
 
     def __len__(self):
         return len(self.dataset)

@@ -95,7 +95,9 @@ class ClipFrames(torch.utils.data.Dataset):
     """Decodes the sampled frames of each clip (once: the training loop reads them from memory)."""
 
     def __init__(self, dataset, video_column: str, num_frames: int):
-        self.dataset, self.video_column, self.num_frames = dataset, video_column, num_frames
+        # Only the video column: reading whole rows would decode every clip's audio too.
+        self.dataset, self.video_column = dataset.select_columns([video_column]), video_column
+        self.num_frames = num_frames
 
     def __len__(self):
         return len(self.dataset)

@@ -92,20 +92,16 @@ def cmd_generate_data(args) -> int:
 
 
 def load_reasoner(model: str | None):
-    """The reasoner model and processor of `model`, or of the embedded default's `reasoner/` folder."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from . import reasoner  # noqa: F401  (registers the reasoner with the Auto classes)
+    """The reasoner of `--model`, or of the embedded default's `reasoner/` folder."""
+    from .reasoner.generation import load_reasoner as load
 
     path = model or str(DEFAULT_MODEL / "reasoner")
-    if not os.path.isdir(path):
-        if model is None:
-            raise FileNotFoundError(
-                f"no --model given and no trained reasoner in {path}: train one with examples/train_sft.py "
-                "and pass its output folder with --model DIR."
-            )
-        raise FileNotFoundError(f"--model {model!r} is not a folder: pass the output folder of examples/train_sft.py.")
-    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    if model is None and not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"no --model given and no trained reasoner in {path}: train one with examples/train_sft.py "
+            "and pass its output folder with --model DIR."
+        )
+    return load(path)
 
 
 def cmd_reason(args) -> int:

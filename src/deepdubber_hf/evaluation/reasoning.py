@@ -126,6 +126,23 @@ def reasoning_metrics(predictions: list, references: list) -> dict:
     }
 
 
+def reference_conclusions(dataset) -> list:
+    """The ground-truth `DubbingConclusion` of every row of a `datasets` dataset in the DeepDubber schema (scene
+    type — a ClassLabel or a string —, number of speakers, the target speaker's gender, age and emotion)."""
+    names = dataset.features["scene_type"]
+    rows = dataset.select_columns(["scene_type", "num_speakers", "speaker_gender", "speaker_age", "speaker_emotion"])
+    return [
+        DubbingConclusion(
+            scene_type=names.int2str(row["scene_type"]) if hasattr(names, "int2str") else row["scene_type"],
+            num_speakers=row["num_speakers"],
+            gender=row["speaker_gender"],
+            age=row["speaker_age"],
+            emotion=row["speaker_emotion"],
+        )
+        for row in rows
+    ]
+
+
 def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
@@ -271,6 +288,7 @@ def plot_confusion_matrix(metrics: dict, path: str | os.PathLike, title: str | N
 
 
 __all__ = [
+    "reference_conclusions",
     "CLASS_LETTERS",
     "CONFUSION_COLUMNS",
     "CONFUSION_ROWS",

@@ -9,6 +9,18 @@ from .cot import parse_conclusion, parse_cot
 from .processing_reasoner import build_messages, load_video_frames
 
 
+def load_reasoner(path: str):
+    """The model (float32) and processor saved in `path` by `examples/train_sft.py` / `examples/train_mpo.py`."""
+    import os
+
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"reasoner folder {path!r} not found: pass the output folder of examples/train_sft.py.")
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    return model, AutoProcessor.from_pretrained(path)
+
+
 def reason(
     model,
     processor,
@@ -93,4 +105,4 @@ def parse_response(text: str, mode: str = "cot"):
     return parse_cot(text) if mode == "cot" else parse_conclusion(text)
 
 
-__all__ = ["parse_response", "reason"]
+__all__ = ["load_reasoner", "parse_response", "reason"]
