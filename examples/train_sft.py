@@ -13,8 +13,7 @@ LoRA adapters through peft instead of all weights.
 Any `datasets` dataset in the project's schema works (a `video` column, `cot` and `answer` columns): the
 procedural corpus (`deepdubber generate-data`), or a real corpus exported with `dataset_scripts/`.
 
-The tiny default on this machine's CPU (two processes of gloo DDP, one thread each: faster here than one
-process with two threads), starting from a vision tower pre-trained by `examples/pretrain_vision_tower.py`
+The tiny default on this machine's CPU (two processes of gloo DDP, one thread each), starting from a vision tower pre-trained by `examples/pretrain_vision_tower.py`
 (a tower trained from scratch through this loss alone stays blind for hundreds of steps):
 
 ```bash
