@@ -298,8 +298,9 @@ def main(args: argparse.Namespace) -> None:
     dataset = load_reasoning_dataset(args)
     with accelerator.main_process_first():
         model, processor = build_model_and_processor(args, dataset)
+    frozen_tower = None
     if args.freeze_vision_tower:  # LLaVA's recipe with a pre-trained encoder: only the projector and LM learn
-        model.get_submodule("model.vision_tower").requires_grad_(False)
+        frozen_tower = model.get_submodule("model.vision_tower").requires_grad_(False)
     if args.use_lora:
         model = add_lora(args, model)
     logger.info(f"Training {type(model).__name__} of {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params.")
@@ -363,6 +364,8 @@ def main(args: argparse.Namespace) -> None:
         if global_step >= args.max_train_steps:
             break
         model.train()
+        if frozen_tower is not None:  # frozen means its batch-norm statistics too (a ResNet tower has some)
+            frozen_tower.eval()
         if hasattr(train_dataloader, "set_epoch"):
             train_dataloader.set_epoch(epoch)
         dataloader = train_dataloader

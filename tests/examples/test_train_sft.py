@@ -83,6 +83,11 @@ def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
     with open(os.path.join(tower_dir, "pretrain_log.jsonl")) as handle:
         losses = [json.loads(line)["loss"] for line in handle]
     assert len(losses) == 3 and all(loss > 0 for loss in losses)
+    with open(os.path.join(tower_dir, "head_accuracies.json")) as handle:  # measured on the corpus's test split
+        heads = json.load(handle)["heads"]
+    assert heads["count"]["frames"] > 0 and 0 <= heads["count"]["accuracy"] <= 100
+    assert all(head["frames"] == 0 or 0 <= head["accuracy"] <= 100 for head in heads.values())
+    assert all(head["frames"] == 0 or 100 / 5 <= head["majority"] <= 100 for head in heads.values())
     tower = AutoModel.from_pretrained(tower_dir)
 
     out = str(tmp_path / "sft")
@@ -91,3 +96,19 @@ def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
     reasoner = AutoModelForImageTextToText.from_pretrained(out)
     for name, value in tower.state_dict().items():
         assert torch.equal(value, reasoner.model.vision_tower.state_dict()[name]), name  # loaded, then frozen
+
+
+def test_vision_tower_head_weights_cover_every_slot_and_reject_unknown_kinds():
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("pretrain", os.path.join(ROOT, "examples", "pretrain_vision_tower.py"))
+    pretrain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain)
+    weights = pretrain.head_weights(["mouth=4", "emotion=0"])
+    assert [weights[f"mouth{k}"] for k in range(3)] == [4.0] * 3 and weights["emotion1"] == 0.0
+    assert weights["count"] == weights["gender2"] == 1.0
+    for bad in ("lips=2", "mouth=-1", "mouth"):
+        with pytest.raises(ValueError, match="--head_weight"):
+            pretrain.head_weights([bad])

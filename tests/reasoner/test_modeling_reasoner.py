@@ -15,6 +15,7 @@ from deepdubber_hf.reasoner import (
     sample_frame_indices,
     train_reasoner_tokenizer,
 )
+from deepdubber_hf.reasoner.configuration_reasoner import TINY_RESNET_VISION_CONFIG
 from deepdubber_hf.reasoner.generation import reason
 
 NUM_FRAMES = 3
@@ -63,6 +64,10 @@ def test_load_video_frames_decodes_the_file(clip):
     assert frames.float().std() > 5  # real pixels, not a blank
     from_tensor = load_video_frames(frames.permute(0, 2, 3, 1).numpy(), 2)  # (T, H, W, 3) input
     assert torch.equal(from_tensor, frames[[0, -1]])
+    totals = []
+    chosen = load_video_frames(path, 2, indices=lambda total: totals.append(total) or [1, total - 2])
+    everything = load_video_frames(path, totals[0])  # every frame, in order
+    assert torch.equal(chosen, everything[[1, totals[0] - 2]])
 
 
 def test_bad_videos_are_named(tmp_path):
@@ -111,13 +116,15 @@ def test_generate_on_a_video_writes_text(processor, clip):
     assert len(sampled[0]) == 3
 
 
-@pytest.mark.parametrize("tower", ["convnextv2", "siglip_vision_model"])
+@pytest.mark.parametrize("tower", ["convnextv2", "siglip_vision_model", "resnet"])
 def test_the_answer_depends_on_the_frames(processor, clip, tower):
     torch.manual_seed(0)
     vision_config = None
     if tower == "siglip_vision_model":
         vision_config = {"model_type": tower, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                          "num_attention_heads": 2, "image_size": 128, "patch_size": 16, "vision_use_head": False}  # fmt: skip
+    if tower == "resnet":  # stride 4 · 2 · 2 = 16, as the default ConvNeXt's
+        vision_config = {"model_type": tower, **TINY_RESNET_VISION_CONFIG}
     config = DeepDubberReasonerConfig.tiny(vocab_size=len(processor.tokenizer), num_frames=NUM_FRAMES,
                                            **({"vision_config": vision_config} if vision_config else {}))  # fmt: skip
     assert config.image_seq_length == processor.image_seq_length

@@ -18,6 +18,19 @@ TINY_VISION_CONFIG = {
     "num_stages": 3,
     "image_size": 128,
 }
+# A small ResNet: its stem is a full-resolution 7×7 convolution, where ConvNeXt's first layer folds 4×4 pixels into
+# one cell. Measured with examples/pretrain_vision_tower.py: the ConvNeXt above never learns whether a mouth is open
+# (its mouth heads stay at the commonest label), while a plain convolutional network on the same whole 128×128
+# frames does (82 % held out after 500 steps, against 52 % for the commonest label).
+TINY_RESNET_VISION_CONFIG = {
+    "num_channels": 3,
+    "embedding_size": 32,
+    "hidden_sizes": [32, 64, 128],
+    "depths": [1, 1, 2],
+    "layer_type": "basic",
+    "image_size": 128,
+}
+TINY_VISION_CONFIGS = {"convnextv2": TINY_VISION_CONFIG, "resnet": TINY_RESNET_VISION_CONFIG}
 TINY_TEXT_CONFIG = {
     "hidden_size": 128,
     "intermediate_size": 384,
@@ -91,9 +104,13 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
 
     @property
     def vision_stride(self) -> int:
-        """Pixels per feature-grid cell: the patch size, times 2 per later stage of a convolutional tower."""
-        stages = len(getattr(self.vision_config, "hidden_sizes", None) or [None])
-        return self.vision_config.patch_size * 2 ** (stages - 1)
+        """Pixels per feature-grid cell: the patch size (4 for a ResNet's stem), times 2 per later stage of a
+        convolutional tower."""
+        vision = self.vision_config
+        stages = len(getattr(vision, "hidden_sizes", None) or [None])
+        if vision.model_type == "resnet":  # a stride-2 convolution and a stride-2 max-pool, then stride 2 per stage
+            return 4 * 2 ** (stages - 1 + int(vision.downsample_in_first_stage))
+        return vision.patch_size * 2 ** (stages - 1)
 
     @property
     def image_seq_length(self) -> int:
@@ -110,4 +127,10 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
         return cls(text_config={"model_type": "llama", **text_config}, **kwargs)
 
 
-__all__ = ["DeepDubberReasonerConfig", "TINY_TEXT_CONFIG", "TINY_VISION_CONFIG"]
+__all__ = [
+    "DeepDubberReasonerConfig",
+    "TINY_RESNET_VISION_CONFIG",
+    "TINY_TEXT_CONFIG",
+    "TINY_VISION_CONFIG",
+    "TINY_VISION_CONFIGS",
+]

@@ -93,20 +93,22 @@ def sample_frame_indices(num_video_frames: int, num_frames: int) -> list:
     return np.linspace(0, num_video_frames - 1, num_frames).round().astype(int).tolist()
 
 
-def load_video_frames(video, num_frames: int) -> torch.Tensor:
+def load_video_frames(video, num_frames: int, indices=None) -> torch.Tensor:
     """`num_frames` frames of `video` as `uint8` `(num_frames, 3, H, W)` (see :func:`sample_frame_indices`).
 
     `video` is a file path, encoded bytes, a `datasets` Video dict (`{"path", "bytes"}`), a torchcodec
     `VideoDecoder` (what `datasets` decodes a Video column to) or frames already decoded, `(T, 3, H, W)` or
-    `(T, H, W, 3)` `uint8`.
+    `(T, H, W, 3)` `uint8`. `indices`, when given, is called with the clip's frame count and returns the frame
+    indices to take instead of the default sampling.
     """
+    pick = indices or (lambda total: sample_frame_indices(total, num_frames))
     if isinstance(video, (torch.Tensor, np.ndarray)):
         frames = torch.as_tensor(video)
         if frames.ndim != 4 or 3 not in (frames.shape[1], frames.shape[-1]):
             raise ValueError(f"Decoded frames must be (T, 3, H, W) or (T, H, W, 3), got shape {tuple(frames.shape)}.")
         if frames.shape[1] != 3:
             frames = frames.permute(0, 3, 1, 2)
-        return frames[sample_frame_indices(frames.shape[0], num_frames)]
+        return frames[pick(frames.shape[0])]
 
     from torchcodec.decoders import VideoDecoder
 
@@ -123,7 +125,7 @@ def load_video_frames(video, num_frames: int) -> torch.Tensor:
                 "pass an mp4/mkv/webm/avi file with a video stream."
             ) from error
     num_video_frames = video.metadata.num_frames or 0
-    return video.get_frames_at(sample_frame_indices(num_video_frames, num_frames)).data
+    return video.get_frames_at(pick(num_video_frames)).data
 
 
 def build_messages(num_frames: int, mode: str = "cot", response: str | None = None) -> list:
