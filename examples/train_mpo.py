@@ -36,7 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import deepdubber_hf.reasoner  # noqa: F401  (registers the reasoner with the Auto classes)
 from deepdubber_hf.reasoner.mpo import MPO_LABEL_COLUMNS, MPOConfig, MPOTrainer
-from deepdubber_hf.training_utils import save_pretrained_atomically
+from deepdubber_hf.training_utils import freeze_module, save_pretrained_atomically
 
 
 @dataclass
@@ -44,6 +44,9 @@ class ScriptArguments:
     model_name_or_path: str = field(metadata={"help": "The SFT reasoner folder (model + processor)."})
     dataset: str = field(metadata={"help": "The preference pairs folder written by build_preference_pairs.py."})
     use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    freeze_vision_tower: bool = field(
+        default=False, metadata={"help": "Keep the vision tower's weights and batch-norm statistics fixed."}
+    )
     lora_rank: int = field(default=16)
     lora_alpha: int = field(default=32)
     lora_dropout: float = field(default=0.05)
@@ -72,6 +75,8 @@ def main(script_args: ScriptArguments, training_args: MPOConfig) -> None:
     dataset = load_pairs(script_args.dataset)
     processor = AutoProcessor.from_pretrained(script_args.model_name_or_path)
     model = AutoModelForImageTextToText.from_pretrained(script_args.model_name_or_path, dtype=torch.float32)
+    if script_args.freeze_vision_tower:
+        freeze_module(model.get_submodule("model.vision_tower"))
     peft_config = ref_model = None
     if script_args.use_lora:
         from peft import LoraConfig

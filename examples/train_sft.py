@@ -47,7 +47,13 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor, get_scheduler
 
 from deepdubber_hf.reasoner.prompts import COT_INSTRUCTION, QA_QUESTION
-from deepdubber_hf.training_utils import open_train_log, resume, save_checkpoint, save_pretrained_atomically
+from deepdubber_hf.training_utils import (
+    freeze_module,
+    open_train_log,
+    resume,
+    save_checkpoint,
+    save_pretrained_atomically,
+)
 from deepdubber_hf.reasoner import (
     DeepDubberReasonerConfig,
     DeepDubberReasonerForConditionalGeneration,
@@ -298,9 +304,8 @@ def main(args: argparse.Namespace) -> None:
     dataset = load_reasoning_dataset(args)
     with accelerator.main_process_first():
         model, processor = build_model_and_processor(args, dataset)
-    frozen_tower = None
     if args.freeze_vision_tower:  # LLaVA's recipe with a pre-trained encoder: only the projector and LM learn
-        frozen_tower = model.get_submodule("model.vision_tower").requires_grad_(False)
+        freeze_module(model.get_submodule("model.vision_tower"))
     if args.use_lora:
         model = add_lora(args, model)
     logger.info(f"Training {type(model).__name__} of {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params.")
@@ -364,8 +369,6 @@ def main(args: argparse.Namespace) -> None:
         if global_step >= args.max_train_steps:
             break
         model.train()
-        if frozen_tower is not None:  # frozen means its batch-norm statistics too (a ResNet tower has some)
-            frozen_tower.eval()
         if hasattr(train_dataloader, "set_epoch"):
             train_dataloader.set_epoch(epoch)
         dataloader = train_dataloader

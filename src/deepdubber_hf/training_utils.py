@@ -150,3 +150,13 @@ __all__ = [
     "save_checkpoint",
     "save_pretrained_atomically",
 ]
+
+
+def freeze_module(module):
+    """Fix `module`'s weights and keep it in eval mode for good: `model.train()` (which trainers call before every
+    step) leaves it alone, so batch-norm statistics neither drift nor switch to per-batch ones (a ResNet tower
+    trained in one mode and scored by a DPO reference model in the other would see different features)."""
+    module.requires_grad_(False)
+    module.eval()
+    module.train = lambda mode=True: module  # the instance attribute shadows nn.Module.train
+    return module

@@ -39,7 +39,7 @@ def test_pairs_then_mpo(tiny_corpus, tiny_reasoner, tmp_path):
 
     common = ["--dataset", pairs, "--per_device_train_batch_size", "1", "--max_steps", "2", "--use_cpu",
               "--bf16", "false", "--report_to", "none", "--learning_rate", "1e-3", "--save_steps", "2", "--logging_steps", "1"]  # fmt: skip
-    for name, extra in (("full", []), ("lora", ["--use_lora", "--lora_rank", "4"])):
+    for name, extra in (("full", ["--freeze_vision_tower"]), ("lora", ["--use_lora", "--lora_rank", "4"])):
         out = str(tmp_path / name)
         run("train_mpo.py", "--model_name_or_path", tiny_reasoner, "--output_dir", out, *common, *extra)
         assert os.path.isdir(os.path.join(out, "checkpoint-2"))
@@ -47,6 +47,9 @@ def test_pairs_then_mpo(tiny_corpus, tiny_reasoner, tmp_path):
         after = AutoModelForImageTextToText.from_pretrained(out)
         changed = [not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters())]
         assert any(changed), name
+        if name == "full":  # the tower frozen, the rest trained
+            tower = after.model.vision_tower.state_dict()
+            assert all(torch.equal(v, tower[k]) for k, v in before.model.vision_tower.state_dict().items())
         with open(os.path.join(out, "checkpoint-2", "trainer_state.json")) as handle:
             logged = json.load(handle)["log_history"][0]
         assert {"loss/preference", "loss/quality", "loss/generation", "loss/format", "loss/outcome"} <= set(logged)
