@@ -112,3 +112,10 @@ def test_vision_tower_head_weights_cover_every_slot_and_reject_unknown_kinds():
     for bad in ("lips=2", "mouth=-1", "mouth"):
         with pytest.raises(ValueError, match="--head_weight"):
             pretrain.head_weights([bad])
+
+
+def test_vision_tower_names_a_missing_eval_split(tiny_corpus, tmp_path):
+    command = [sys.executable, os.path.join(ROOT, "examples", "pretrain_vision_tower.py"), "--dataset", tiny_corpus,
+               "--dataset_config_name", "level1", "--eval_split", "validation", "--output_dir", str(tmp_path / "t")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode != 0 and "'validation'" in result.stderr and "--eval_split ''" in result.stderr
