@@ -100,6 +100,7 @@ class FrameDataset(torch.utils.data.Dataset):
 
 HEADS = {"count": 4, **{f"{name}{k}": n for k in range(NUM_SLOTS) for name, n in
                         (("present", 2), ("gender", 2), ("age", 4), ("emotion", 5), ("mouth", 2))}}  # fmt: skip
+KIND = {name: name.rstrip("012") for name in HEADS}  # a head's kind: its name without the slot
 
 
 class FrameClassifier(torch.nn.Module):
@@ -166,7 +167,7 @@ def parse_args(input_args=None):
 
 def head_weights(specs: list) -> dict:
     """Loss weight per head from `--head_weight kind=weight` items (a kind covers all three slots' heads)."""
-    kinds = {name.rstrip("012") for name in HEADS}
+    kinds = set(KIND.values())
     weights = dict.fromkeys(HEADS, 1.0)
     for spec in specs:
         kind, _, value = spec.partition("=")
@@ -176,7 +177,7 @@ def head_weights(specs: list) -> dict:
             weight = -1.0
         if kind not in kinds or weight < 0:
             raise ValueError(f"--head_weight {spec!r}: expected KIND=WEIGHT with KIND in {sorted(kinds)} and WEIGHT >= 0.")
-        weights.update({name: weight for name in HEADS if name.rstrip("012") == kind})
+        weights.update({name: weight for name in HEADS if KIND[name] == kind})
     return weights
 
 
@@ -264,7 +265,7 @@ def main(args):
             kinds = {}  # the loss of each kind of head, summed over the slots, for the log
             for name, value in losses.items():
                 if torch.isfinite(value):
-                    kinds[name.rstrip("012")] = kinds.get(name.rstrip("012"), 0.0) + value.item()
+                    kinds[KIND[name]] = kinds.get(KIND[name], 0.0) + value.item()
             log.append({"step": step + 1, "loss": loss.item(), **{f"loss_{kind}": v for kind, v in kinds.items()}})
             log_file.write(json.dumps(log[-1]) + "\n")
             log_file.flush()

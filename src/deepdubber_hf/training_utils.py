@@ -139,19 +139,6 @@ def save_pretrained_atomically(output_dir: str, *components) -> None:
     os.rmdir(tmp_dir)
 
 
-__all__ = [
-    "CHECKPOINT_PATTERN",
-    "TRAINING_STATE_FILE",
-    "checkpoint_step",
-    "list_checkpoints",
-    "open_train_log",
-    "resolve_checkpoint",
-    "resume",
-    "save_checkpoint",
-    "save_pretrained_atomically",
-]
-
-
 def freeze_module(module):
     """Fix `module`'s weights and keep it in eval mode for good: `model.train()` (which trainers call before every
     step) leaves it alone, so batch-norm statistics neither drift nor switch to per-batch ones (a ResNet tower
@@ -160,3 +147,17 @@ def freeze_module(module):
     module.eval()
     module.train = lambda mode=True: module  # the instance attribute shadows nn.Module.train
     return module
+
+
+__all__ = [
+    "CHECKPOINT_PATTERN",
+    "TRAINING_STATE_FILE",
+    "checkpoint_step",
+    "freeze_module",
+    "list_checkpoints",
+    "open_train_log",
+    "resolve_checkpoint",
+    "resume",
+    "save_checkpoint",
+    "save_pretrained_atomically",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from tqdm.auto import tqdm
 
@@ -11,8 +13,6 @@ from .processing_reasoner import build_messages, load_video_frames
 
 def load_reasoner(path: str):
     """The model (float32) and processor saved in `path` by `examples/train_sft.py` / `examples/train_mpo.py`."""
-    import os
-
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     if not os.path.isdir(path):
