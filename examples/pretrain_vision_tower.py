@@ -40,6 +40,7 @@ from transformers import AutoConfig, AutoModel
 
 from deepdubber_hf.data.schema import AGES, EMOTIONS, GENDERS
 from deepdubber_hf.reasoner.configuration_reasoner import TINY_VISION_CONFIG, TINY_VISION_CONFIGS
+from deepdubber_hf.reasoner.modeling_reasoner import pool_regions
 from deepdubber_hf.reasoner.processing_reasoner import load_video_frames
 from deepdubber_hf.training_utils import save_pretrained_atomically
 
@@ -50,11 +51,9 @@ MOUTH_OPEN = 0.2  # openness above which a mouth counts as open
 def frame_targets(row, frame_index: int) -> dict:
     """Per-frame labels: visible count, and per horizontal slot presence, gender, age, emotion, mouth open."""
     visible = [(i, c) for i, c in enumerate(row["characters"]) if c["visible"] and c["bbox"]]
-    width = row["width"]
     slots = {k: None for k in range(NUM_SLOTS)}
     for index, character in visible:
-        centre = (character["bbox"][0] + character["bbox"][2]) / 2
-        slots[min(NUM_SLOTS - 1, int(centre / width * NUM_SLOTS))] = (index, character)
+        slots[slot_of(row, character)] = (index, character)
     targets = {"count": min(len(visible), 3)}
     for k, entry in slots.items():
         present = entry is not None
@@ -109,7 +108,8 @@ class FrameClassifier(torch.nn.Module):
     Each region is pooled by its mean and its maximum side by side: a mouth or an eyebrow fills one cell of the
     grid, and a mean over a whole third of the frame washes it out, while the maximum keeps a local detector's answer
     (the first towers, pooled by the mean only and shown first / last frames, left every mouth head at its
-    commonest label).
+    commonest label). The reasoner's projector pools the same regions (`pooled_regions`), so what the heads read
+    reaches its language model as is.
     """
 
     def __init__(self, tower, width: int):
@@ -122,13 +122,11 @@ class FrameClassifier(torch.nn.Module):
         if grid.ndim == 3:  # a ViT's (n, p, c)
             side = int(grid.shape[1] ** 0.5)
             grid = grid.transpose(1, 2).reshape(grid.shape[0], -1, side, side)
-        whole = torch.cat([grid.mean((2, 3)), grid.amax((2, 3))], dim=1)
-        slots = torch.cat([F.adaptive_avg_pool2d(grid, (1, NUM_SLOTS)), F.adaptive_max_pool2d(grid, (1, NUM_SLOTS))],
-                          dim=1).flatten(2)  # (n, 2c, 3)  # fmt: skip
-        logits = {"count": self.heads["count"](whole)}
+        pooled = pool_regions(grid, NUM_SLOTS)  # (n, 1 + 3, 2c): the whole frame, then the slots
+        logits = {"count": self.heads["count"](pooled[:, 0])}
         for name in HEADS:
             if name != "count":
-                logits[name] = self.heads[name](slots[..., int(name[-1])])
+                logits[name] = self.heads[name](pooled[:, 1 + int(name[-1])])
         return logits
 
 
@@ -236,6 +234,37 @@ def head_accuracies(model, clips: list, batch_size: int) -> dict:
     return report
 
 
+def slot_of(row, character) -> int:
+    """The left / middle / right slot of a visible character (by the centre of its box)."""
+    centre = (character["bbox"][0] + character["bbox"][2]) / 2
+    return min(NUM_SLOTS - 1, int(centre / row["width"] * NUM_SLOTS))
+
+
+@torch.no_grad()
+def talking_accuracy(model, dataset, image_size: int, num_frames: int = 10) -> dict:
+    """Does the tower tell who talks in a clip, from the frames the reasoner sees? A visible character is called
+    talking when its slot's mouth head finds the mouth open in any of the reasoner's `num_frames` frames (first,
+    last, evenly spaced); the truth is the corpus's `talking`. This, not the per-frame score, is what the reasoner
+    needs to tell a monologue from a narration, and a two-character monologue from a dialogue."""
+    model.eval()
+    hits, truths = [], []
+    for row in tqdm(dataset.select_columns(["video", "characters", "width"]), desc="Who talks", unit="clip"):
+        visible = [c for c in row["characters"] if c["visible"] and c["bbox"]]
+        if not visible:
+            continue
+        frames = load_video_frames(row["video"], num_frames)
+        pixels = F.interpolate(frames.float(), size=(image_size,) * 2, mode="bilinear", antialias=True) / 127.5 - 1
+        logits = model(pixels)
+        for character in visible:
+            said = bool((logits[f"mouth{slot_of(row, character)}"].argmax(-1) == 1).any())
+            hits.append(said == bool(character["talking"]))
+            truths.append(bool(character["talking"]))
+    model.train()
+    share = sum(truths) / len(truths) if truths else 0.0
+    return {"accuracy": round(100 * sum(hits) / len(hits), 2) if hits else None,
+            "majority": round(100 * max(share, 1 - share), 2), "characters": len(hits)}  # fmt: skip
+
+
 def main(args):
     torch.manual_seed(args.seed)
     datasets.utils.logging.set_verbosity_warning()
@@ -272,10 +301,13 @@ def main(args):
     if eval_dataset is not None:
         accuracies = head_accuracies(model, decode(args, eval_dataset, config.image_size, "Decoding eval frames"),
                                      args.batch_size)  # fmt: skip
+        talking = talking_accuracy(model, eval_dataset, config.image_size)
         with open(os.path.join(args.output_dir, "head_accuracies.json"), "w") as handle:
-            json.dump({"split": args.eval_split, "heads": accuracies}, handle, indent=2)
+            json.dump({"split": args.eval_split, "heads": accuracies, "talking": talking}, handle, indent=2)
         print("held-out head accuracy (%, commonest label's share in brackets): "
               + ", ".join(f"{k} {v['accuracy']} ({v['majority']})" for k, v in accuracies.items()))
+        print(f"who talks, from the reasoner's frames: {talking['accuracy']} % of {talking['characters']} characters "
+              f"({talking['majority']} % by always giving the commoner answer)")
     save_pretrained_atomically(args.output_dir, tower)
     print(f"saved the vision tower to {args.output_dir} (final loss {np.mean([e['loss'] for e in log[-20:]]):.3f})")
 

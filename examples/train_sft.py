@@ -185,7 +185,9 @@ def build_model_and_processor(args, dataset):
     if args.vision_tower_name_or_path:  # a tower from examples/pretrain_vision_tower.py (or any matching one)
         vision_tower = AutoModel.from_pretrained(args.vision_tower_name_or_path, dtype=torch.float32)
         config.vision_config = vision_tower.config
-        config.validate_architecture()
+    config.pooled_regions = args.pooled_regions
+    config.scale_factor = args.scale_factor or max(1, config.vision_config.image_size // config.vision_stride // 2)
+    config.validate_architecture()
     processor = DeepDubberReasonerProcessor.from_tokenizer(
         tokenizer,
         image_size=config.vision_config.image_size,
@@ -249,6 +251,16 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         "--freeze_vision_tower", action="store_true", help="Keep the vision tower's weights fixed (a pre-trained one)."
     )
     parser.add_argument("--num_frames", type=int, default=10, help="Frames sampled per clip (first, last, between).")
+    parser.add_argument(
+        "--scale_factor", type=int, default=None,
+        help="Pixel-shuffle factor of a new reasoner's projector; by default the tower's feature grid folds to 2 × 2 "
+        "tokens per frame whatever its image size.",
+    )
+    parser.add_argument(
+        "--pooled_regions", type=int, default=3,
+        help="Vertical strips pooled into extra tokens per frame, besides the whole frame (0: none); see "
+        "DeepDubberReasonerConfig.",
+    )
     parser.add_argument("--max_length", type=int, default=None, help="Refuse examples longer than this many tokens.")
     parser.add_argument("--use_lora", action="store_true", help="Train LoRA adapters (peft) instead of all weights.")
     parser.add_argument("--lora_rank", type=int, default=16)

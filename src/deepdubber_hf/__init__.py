@@ -9,6 +9,8 @@ import importlib
 __version__ = "0.1.0.dev0"
 
 _EXPORTS = {
+    "DeepDubberControlNetModel": ".models",
+    "DeepDubberControlNetOutput": ".models",
     "DeepDubberPipeline": ".pipelines",
     "DeepDubberPipelineOutput": ".pipelines",
     "DeepDubberTokenizer": ".text",

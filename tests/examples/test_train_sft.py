@@ -84,7 +84,9 @@ def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
         losses = [json.loads(line)["loss"] for line in handle]
     assert len(losses) == 3 and all(loss > 0 for loss in losses)
     with open(os.path.join(tower_dir, "head_accuracies.json")) as handle:  # measured on the corpus's test split
-        heads = json.load(handle)["heads"]
+        scores = json.load(handle)
+    heads, talking = scores["heads"], scores["talking"]
+    assert talking["characters"] > 0 and 0 <= talking["accuracy"] <= 100 and 50 <= talking["majority"] <= 100
     assert heads["count"]["frames"] > 0 and 0 <= heads["count"]["accuracy"] <= 100
     assert all(head["frames"] == 0 or 0 <= head["accuracy"] <= 100 for head in heads.values())
     assert all(head["frames"] == 0 or 100 / 5 <= head["majority"] <= 100 for head in heads.values())
@@ -94,6 +96,7 @@ def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
     run_sft("--dataset", tiny_corpus, "--dataset_config_name", "level1", "--output_dir", out, "--max_train_steps",
             "1", "--vision_tower_name_or_path", tower_dir, "--freeze_vision_tower")  # fmt: skip
     reasoner = AutoModelForImageTextToText.from_pretrained(out)
+    assert reasoner.config.pooled_regions == 3 and reasoner.config.image_seq_length == 2 * 2 + 1 + 3
     for name, value in tower.state_dict().items():
         assert torch.equal(value, reasoner.model.vision_tower.state_dict()[name]), name  # loaded, then frozen
 

@@ -17,6 +17,7 @@ from deepdubber_hf.reasoner import (
 )
 from deepdubber_hf.reasoner.configuration_reasoner import TINY_RESNET_VISION_CONFIG
 from deepdubber_hf.reasoner.generation import reason
+from deepdubber_hf.reasoner.modeling_reasoner import pool_regions
 
 NUM_FRAMES = 3
 
@@ -134,6 +135,28 @@ def test_the_answer_depends_on_the_frames(processor, clip, tower):
         logits = model(**inputs).logits[:, -1]
         flipped = model(**{**inputs, "pixel_values": inputs["pixel_values"].flip(-1)}).logits[:, -1]
     assert not torch.allclose(logits, flipped)
+
+
+def test_pooled_tokens_follow_the_feature_wherever_it_is():
+    """One hot cell in the feature grid: the whole-frame token and the strip it lies in see it, the other strips
+    do not; moving it within its strip leaves every pooled token unchanged, moving it across strips does not."""
+    grid = torch.zeros(1, 4, 12, 12)
+    grid[0, 2, 5, 1] = 3.0  # channel 2, left third
+    pooled = pool_regions(grid, 3)
+    assert pooled.shape == (1, 4, 8)
+    assert pooled[0, :, 4 + 2].tolist() == [3.0, 3.0, 0.0, 0.0]  # the maxima of channel 2: frame, left, middle, right
+    moved = torch.zeros_like(grid)
+    moved[0, 2, 9, 3] = 3.0  # still in the left third
+    assert torch.equal(pool_regions(moved, 3), pooled)
+    assert pool_regions(grid.flip(-1), 3)[0, :, 4 + 2].tolist() == [3.0, 0.0, 0.0, 3.0]
+
+    config = DeepDubberReasonerConfig.tiny(vocab_size=300)
+    assert (config.pooled_regions, config.image_seq_length) == (3, 4 + 1 + 3)
+    assert DeepDubberReasonerConfig.tiny(vocab_size=300, pooled_regions=0).image_seq_length == 4
+    features = DeepDubberReasonerForConditionalGeneration(config).model.get_image_features(torch.zeros(2, 3, 128, 128))
+    assert features.pooler_output.shape == (2, config.image_seq_length, config.text_config.hidden_size)
+    with pytest.raises(Exception, match="pooled_regions must be 0"):  # the config's validation wraps the ValueError
+        DeepDubberReasonerConfig.tiny(vocab_size=300, pooled_regions=-1)
 
 
 def test_frames_count_must_match_placeholders(processor, clip):

@@ -44,6 +44,29 @@ def _batch_flags(flag, batch_size: int, device) -> Optional[torch.Tensor]:
     return flag if flag.any() else None
 
 
+def dit_trunk(
+    in_channels: int, num_layers: int, num_attention_heads: int, attention_head_dim: int, mlp_ratio: float,
+    vocab_size: int, text_embed_dim: int, num_text_conv_layers: int, text_conv_mult: int, text_mask_padding: bool,
+    text_upsampling: str, qk_norm: Optional[str], dropout: float, attention_mask_keys: bool,
+    rotary_heads: Optional[int], **_,
+) -> tuple:
+    """The time embedding, text embedding, input embedding and blocks of a DiT with this configuration (the
+    transformer's and, with fewer blocks, its ControlNet's)."""
+    if text_upsampling not in ("pad", "average"):
+        raise ValueError(f"text_upsampling must be 'pad' or 'average', got {text_upsampling!r}.")
+    if text_upsampling == "average" and not text_mask_padding:
+        raise ValueError("text_upsampling='average' needs text_mask_padding=True (fillers must stay zero).")
+    dim = num_attention_heads * attention_head_dim
+    text_embed = TextEmbedding(vocab_size, text_embed_dim, num_conv_layers=num_text_conv_layers,
+                               conv_mult=text_conv_mult, mask_padding=text_mask_padding, upsampling=text_upsampling)
+    blocks = nn.ModuleList(
+        DiTBlock(dim, num_attention_heads, attention_head_dim, mlp_ratio=mlp_ratio, dropout=dropout, qk_norm=qk_norm,
+                 mask_keys=attention_mask_keys, rotary_heads=rotary_heads)
+        for _ in range(num_layers)
+    )  # fmt: skip
+    return TimestepEmbedding(dim), text_embed, InputEmbedding(in_channels, text_embed_dim, dim), blocks
+
+
 class DiTTransformerModel(ModelMixin, ConfigMixin):
     r"""
     The F5-TTS v1 diffusion transformer: ConvNeXt-V2 text embedding, convolutional position embedding,
@@ -122,38 +145,9 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
         rotary_heads: Optional[int] = None,
     ):
         super().__init__()
-        if text_upsampling not in ("pad", "average"):
-            raise ValueError(f"text_upsampling must be 'pad' or 'average', got {text_upsampling!r}.")
-        if text_upsampling == "average" and not text_mask_padding:
-            raise ValueError("text_upsampling='average' needs text_mask_padding=True (fillers must stay zero).")
         dim = num_attention_heads * attention_head_dim
         self.gradient_checkpointing = False
-
-        self.time_embed = TimestepEmbedding(dim)
-        self.text_embed = TextEmbedding(
-            vocab_size,
-            text_embed_dim,
-            num_conv_layers=num_text_conv_layers,
-            conv_mult=text_conv_mult,
-            mask_padding=text_mask_padding,
-            upsampling=text_upsampling,
-        )
-        self.input_embed = InputEmbedding(in_channels, text_embed_dim, dim)
-        self.transformer_blocks = nn.ModuleList(
-            [
-                DiTBlock(
-                    dim,
-                    num_attention_heads,
-                    attention_head_dim,
-                    mlp_ratio=mlp_ratio,
-                    dropout=dropout,
-                    qk_norm=qk_norm,
-                    mask_keys=attention_mask_keys,
-                    rotary_heads=rotary_heads,
-                )
-                for _ in range(num_layers)
-            ]
-        )
+        self.time_embed, self.text_embed, self.input_embed, self.transformer_blocks = dit_trunk(**self.config)
         self.norm_out = AdaLayerNormContinuous(dim)
         self.proj_out = nn.Linear(dim, in_channels)
         self._zero_init()

@@ -61,6 +61,13 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
             Id of the `<image>` placeholder token.
         scale_factor (`int`, *optional*, defaults to 2):
             Pixel-shuffle factor of the projector; `(image_size / patch_size / scale_factor)²` tokens per frame.
+        pooled_regions (`int`, *optional*, defaults to 0):
+            With `n > 0`, each frame also gives `1 + n` pooled tokens: the whole feature grid and `n` side-by-side
+            vertical strips of it, each pooled by its mean and its maximum. A small detector's answer (an open
+            mouth, an eyebrow) fills one cell of the grid; in a pixel-shuffled token it is one of `scale_factor²`
+            positions the projector must learn separately, in a pooled token it is the same feature wherever it
+            appears. The strips match the left / middle / right slots the vision tower is pre-trained on
+            (`examples/pretrain_vision_tower.py`). The tiny default uses 3.
         projector_hidden_act (`str`, *optional*, defaults to `"gelu"`):
             Activation between the projector's two linear layers.
         num_frames (`int`, *optional*, defaults to 10):
@@ -74,8 +81,8 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     >>> from deepdubber_hf.reasoner import DeepDubberReasonerConfig, DeepDubberReasonerForConditionalGeneration
     >>> config = DeepDubberReasonerConfig.tiny(vocab_size=512)
     >>> model = DeepDubberReasonerForConditionalGeneration(config)
-    >>> config.image_seq_length
-    4
+    >>> config.image_seq_length  # 2 × 2 pixel-shuffled tokens + the frame and 3 strips pooled
+    8
     ```
     """
 
@@ -89,6 +96,7 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     image_token_id: int = 4
     scale_factor: int = 2
+    pooled_regions: int = 0
     projector_hidden_act: str = "gelu"
     num_frames: int = 10
     tie_word_embeddings: bool = True
@@ -96,6 +104,8 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     def validate_architecture(self):
         """Check that the feature grid folds evenly."""
         stride = self.vision_stride
+        if self.pooled_regions < 0:
+            raise ValueError(f"pooled_regions must be 0 (none) or a positive number of strips, got {self.pooled_regions}.")
         if self.vision_config.image_size % (stride * self.scale_factor):
             raise ValueError(
                 f"vision_config.image_size ({self.vision_config.image_size}) must be a multiple of the vision "
@@ -116,14 +126,16 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     def image_seq_length(self) -> int:
         """Tokens one frame becomes in the language model."""
         grid = self.vision_config.image_size // self.vision_stride // self.scale_factor
-        return grid * grid
+        return grid * grid + (1 + self.pooled_regions if self.pooled_regions else 0)
 
     @classmethod
     def tiny(cls, vocab_size: int, **kwargs) -> "DeepDubberReasonerConfig":
         """The tiny default (about 1 M parameters with a 1k vocabulary) for a tokenizer of `vocab_size` tokens."""
         text_config = {**TINY_TEXT_CONFIG, "vocab_size": vocab_size, **kwargs.pop("text_config", {})}
-        # 4×4 patches per token: 4 tokens per frame keep the language model's sequence (its cost) short.
+        # 4×4 patches per token: 4 tokens per frame keep the language model's sequence (its cost) short; 4 pooled
+        # tokens (the frame, its left / middle / right thirds) carry the small details at any position.
         kwargs.setdefault("scale_factor", 4)
+        kwargs.setdefault("pooled_regions", 3)
         return cls(text_config={"model_type": "llama", **text_config}, **kwargs)
 
 

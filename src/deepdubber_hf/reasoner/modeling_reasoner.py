@@ -40,25 +40,42 @@ class DeepDubberReasonerCausalLMOutput(ModelOutput):
     image_hidden_states: torch.Tensor | None = None
 
 
+def pool_regions(grid: torch.Tensor, num_regions: int) -> torch.Tensor:
+    """A feature grid `(f, c, h, w)` pooled over the whole frame and `num_regions` vertical strips from left to
+    right, each by its mean and its maximum side by side: `(f, 1 + num_regions, 2c)`."""
+    whole = torch.cat([grid.mean((2, 3)), grid.amax((2, 3))], dim=1)[:, None]  # (f, 1, 2c)
+    shape = (1, num_regions)
+    strips = torch.cat([nn.functional.adaptive_avg_pool2d(grid, shape), nn.functional.adaptive_max_pool2d(grid, shape)],
+                       dim=1).flatten(2).transpose(1, 2)  # (f, n, 2c)  # fmt: skip
+    return torch.cat([whole, strips], dim=1)
+
+
 class DeepDubberReasonerProjector(nn.Module):
-    """Pixel shuffle then a two-layer MLP (as SmolVLM / InternVL): `scale_factor²` neighbouring patches → one token.
+    """Pixel shuffle then a two-layer MLP (as SmolVLM / InternVL): `scale_factor²` neighbouring patches → one token;
+    with `config.pooled_regions`, pooled tokens after them.
 
     Folding the grid keeps a clip's language-model sequence short (the tiny default folds 4×4 patches: 4 tokens
     per frame) while nothing is pooled away: each token carries its patches' features side by side, a mouth still
-    at full patch resolution.
+    at full patch resolution. The pooled tokens (the whole grid and `pooled_regions` vertical strips, each as its
+    mean and maximum, through their own MLP) give the same features wherever in the frame they appear.
     """
 
     def __init__(self, config: DeepDubberReasonerConfig):
         super().__init__()
         self.scale_factor = config.scale_factor
+        self.pooled_regions = config.pooled_regions
         vision_width = getattr(config.vision_config, "hidden_size", None)
         if getattr(config.vision_config, "hidden_sizes", None):  # a convolutional tower: its last stage's width
             vision_width = config.vision_config.hidden_sizes[-1]
-        in_features = vision_width * config.scale_factor**2
-        self.norm = nn.LayerNorm(in_features)
-        self.linear_1 = nn.Linear(in_features, config.text_config.hidden_size)
+        width = config.text_config.hidden_size
         self.act = ACT2FN[config.projector_hidden_act]
-        self.linear_2 = nn.Linear(config.text_config.hidden_size, config.text_config.hidden_size)
+        self.norm, self.linear_1, self.linear_2 = self._mlp(vision_width * config.scale_factor**2, width)
+        if self.pooled_regions:
+            self.pooled_norm, self.pooled_linear_1, self.pooled_linear_2 = self._mlp(2 * vision_width, width)
+
+    @staticmethod
+    def _mlp(in_features: int, width: int) -> tuple:
+        return nn.LayerNorm(in_features), nn.Linear(in_features, width), nn.Linear(width, width)
 
     def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
         f, p, c = patch_features.shape
@@ -66,7 +83,12 @@ class DeepDubberReasonerProjector(nn.Module):
         k = self.scale_factor
         x = patch_features.reshape(f, side // k, k, side // k, k, c)  # (f, rows, k, cols, k, c)
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(f, (side // k) ** 2, k * k * c)  # (f, t, k²c)
-        return self.linear_2(self.act(self.linear_1(self.norm(x))))  # (f, t, d)
+        tokens = self.linear_2(self.act(self.linear_1(self.norm(x))))  # (f, t, d)
+        if not self.pooled_regions:
+            return tokens
+        pooled = pool_regions(patch_features.transpose(1, 2).reshape(f, c, side, side), self.pooled_regions)
+        pooled = self.pooled_linear_2(self.act(self.pooled_linear_1(self.pooled_norm(pooled))))
+        return torch.cat([tokens, pooled], dim=1)  # (f, t + 1 + n, d)
 
 
 class DeepDubberReasonerPreTrainedModel(PreTrainedModel):

@@ -161,8 +161,8 @@ class DeepDubberReasonerProcessor(ProcessorMixin):
             Jinja template; defaults to :data:`CHAT_TEMPLATE` (`Frame{i}: <image>` lines, then the text).
         num_frames (`int`, *optional*, defaults to 10):
             Frames sampled per clip.
-        image_seq_length (`int`, *optional*, defaults to 4):
-            Placeholder tokens per frame; equal to the model config's `image_seq_length`.
+        image_seq_length (`int`, *optional*, defaults to 8):
+            Placeholder tokens per frame; equal to the model config's `image_seq_length` (8 for the tiny default).
 
     Example:
 
@@ -172,7 +172,7 @@ class DeepDubberReasonerProcessor(ProcessorMixin):
     >>> processor = DeepDubberReasonerProcessor.from_tokenizer(train_reasoner_tokenizer(["hello"], 300), num_frames=2)
     >>> inputs = processor.prepare_video(torch.zeros(8, 3, 128, 160, dtype=torch.uint8))
     >>> inputs["pixel_values"].shape, int((inputs["input_ids"] == processor.image_token_id).sum())
-    (torch.Size([2, 3, 128, 128]), 8)
+    (torch.Size([2, 3, 128, 128]), 16)
     ```
     """
 
@@ -182,7 +182,7 @@ class DeepDubberReasonerProcessor(ProcessorMixin):
         tokenizer=None,
         chat_template: str | None = None,
         num_frames: int = 10,
-        image_seq_length: int = 4,
+        image_seq_length: int = 8,
         **kwargs,
     ):
         self.num_frames = num_frames
@@ -194,7 +194,7 @@ class DeepDubberReasonerProcessor(ProcessorMixin):
         super().__init__(image_processor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, image_size: int = 128, num_frames: int = 10, image_seq_length: int = 4):
+    def from_tokenizer(cls, tokenizer, image_size: int = 128, num_frames: int = 10, image_seq_length: int = 8):
         """A processor with the default image processing (resize to `image_size`², scale to [-1, 1])."""
         image_processor = SiglipImageProcessor(
             size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
