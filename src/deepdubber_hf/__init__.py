@@ -15,6 +15,8 @@ _EXPORTS = {
     "DeepDubberPipelineOutput": ".pipelines",
     "DeepDubberTokenizer": ".text",
     "DiTTransformerModel": ".models",
+    "DurationPredictorModel": ".models",
+    "DurationPredictorOutput": ".models",
     "DiTTransformerOutput": ".models",
     "FlowMatchSwayScheduler": ".schedulers",
     "FlowMatchSwaySchedulerOutput": ".schedulers",

@@ -1,4 +1,5 @@
 from .controlnet_dit import DeepDubberControlNetModel, DeepDubberControlNetOutput
+from .duration_predictor import DurationPredictorModel, DurationPredictorOutput
 from .transformer_dit import DiTTransformerModel, DiTTransformerOutput
 from .vocoder import VocosVocoder
 
@@ -8,5 +9,7 @@ __all__ = [
     "DeepDubberControlNetOutput",
     "DiTTransformerModel",
     "DiTTransformerOutput",
+    "DurationPredictorModel",
+    "DurationPredictorOutput",
     "VocosVocoder",
 ]
