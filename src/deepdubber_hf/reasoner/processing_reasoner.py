@@ -110,22 +110,29 @@ def load_video_frames(video, num_frames: int, indices=None) -> torch.Tensor:
             frames = frames.permute(0, 3, 1, 2)
         return frames[pick(frames.shape[0])]
 
+    video = open_video(video)
+    num_video_frames = video.metadata.num_frames or 0
+    return video.get_frames_at(pick(num_video_frames)).data
+
+
+def open_video(video):
+    """A torchcodec `VideoDecoder` for a file path, encoded bytes, a `datasets` Video dict or a decoder; a missing
+    file or something that is not a video is named with the fix."""
     from torchcodec.decoders import VideoDecoder
 
+    if isinstance(video, VideoDecoder):
+        return video
     if isinstance(video, dict):
         video = video.get("bytes") or video.get("path")
     if isinstance(video, (str, os.PathLike)) and not os.path.isfile(video):
         raise FileNotFoundError(f"Video file {str(video)!r} not found; check the path.")
-    if not isinstance(video, VideoDecoder):
-        try:
-            video = VideoDecoder(video if not isinstance(video, os.PathLike) else os.fspath(video))
-        except Exception as error:
-            raise ValueError(
-                f"Could not decode {video if isinstance(video, str) else 'the given bytes'} as a video ({error}); "
-                "pass an mp4/mkv/webm/avi file with a video stream."
-            ) from error
-    num_video_frames = video.metadata.num_frames or 0
-    return video.get_frames_at(pick(num_video_frames)).data
+    try:
+        return VideoDecoder(video if not isinstance(video, os.PathLike) else os.fspath(video))
+    except Exception as error:
+        raise ValueError(
+            f"Could not decode {video if isinstance(video, str) else 'the given bytes'} as a video ({error}); "
+            "pass an mp4/mkv/webm/avi file with a video stream."
+        ) from error
 
 
 def build_messages(num_frames: int, mode: str = "cot", response: str | None = None) -> list:
@@ -223,6 +230,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "TAG_TOKENS",
     "load_video_frames",
+    "open_video",
     "sample_frame_indices",
     "train_reasoner_tokenizer",
 ]

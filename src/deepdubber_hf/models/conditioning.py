@@ -1,0 +1,145 @@
+"""The conditions of stage 2.2 (eq. 17): video features `V_l` from a CLIP vision model and the conclusion `C_v`
+from a T5 encoder.
+
+Shape legend: ``f`` video frames at :data:`VIDEO_FPS`, ``n`` mel frames, ``m`` conclusion tokens, ``d`` width.
+
+Both encoders are plain transformers models, so real weights load where a user has them
+(`openai/clip-vit-large-patch14` with its `CLIPImageProcessor`, `t5-small` with its tokenizer); the tiny default
+builds small ones from the configurations here, and a word-level tokenizer over the closed vocabulary of
+conclusions (:func:`build_condition_tokenizer`), since no T5 vocabulary ships offline.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+
+from ..data.schema import AGES, EMOTIONS, GENDERS, SCENE_TYPES
+
+VIDEO_FPS = 10  # video frames per second fed to the video encoder (the paper samples 10 fps for CLIP)
+
+TINY_CLIP_VISION_CONFIG = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "projection_dim": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 64,
+    "patch_size": 8,
+}
+TINY_T5_CONFIG = {
+    "d_model": 64,
+    "d_kv": 16,
+    "d_ff": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "relative_attention_max_distance": 32,
+    "dropout_rate": 0.0,
+    "feed_forward_proj": "gated-gelu",
+}
+
+
+def load_frames_at_rate(video, fps: float = VIDEO_FPS) -> tuple[torch.Tensor, float]:
+    """The frames of `video` at `fps` (`uint8`, `(f, 3, H, W)`, frame `i` shown at `i / fps` seconds) and the
+    video's duration in seconds. `video` is anything `open_video` takes."""
+    from ..reasoner.processing_reasoner import open_video
+
+    decoder = open_video(video)
+    meta = decoder.metadata
+    count = meta.num_frames or 0
+    if count == 0:
+        raise ValueError("The video has no frames: pass a clip with at least one video frame.")
+    rate = meta.average_fps or fps
+    duration = meta.duration_seconds or count / rate
+    times = torch.arange(max(1, int(duration * fps + 1e-6))) / fps
+    indices = (times * rate).round().long().clamp(max=count - 1).tolist()
+    return decoder.get_frames_at(indices).data, float(duration)
+
+
+@torch.no_grad()
+def encode_frames(video_encoder, image_processor, frames: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """CLIP image embeddings `(f, projection_dim)` of `uint8` frames `(f, 3, H, W)`."""
+    device, dtype = video_encoder.device, video_encoder.dtype
+    chunks = []
+    for start in range(0, frames.shape[0], batch_size):
+        pixels = image_processor(images=list(frames[start : start + batch_size]), return_tensors="pt")["pixel_values"]
+        chunks.append(video_encoder(pixel_values=pixels.to(device, dtype)).image_embeds)
+    return torch.cat(chunks)
+
+
+def resample_features(features: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Features `(b, f, d)` over a clip → `(b, num_frames, d)` over the same span (linear interpolation): from the
+    video's frame rate to the mel frame rate."""
+    if features.shape[1] == num_frames:
+        return features
+    return F.interpolate(features.transpose(1, 2), size=num_frames, mode="linear", align_corners=False).transpose(1, 2)
+
+
+def condition_words() -> list[str]:
+    """Every word of every `DubbingConclusion.to_text()` (scene types, genders, ages, emotions, counts, labels)."""
+    from ..reasoner.cot import DubbingConclusion
+
+    words = set()
+    for scene, gender, age, emotion, speakers in itertools.product(SCENE_TYPES, GENDERS, AGES, EMOTIONS, range(4)):
+        text = DubbingConclusion(scene, speakers, gender, age, emotion).to_text()
+        words.update(text.replace(";", " ; ").replace(":", " : ").split())
+    return sorted(words)
+
+
+def build_condition_tokenizer():
+    """A word-level `PreTrainedTokenizerFast` for conclusions: `<pad>` 0, `</s>` 1 (T5's ids), `<unk>` 2, then the
+    words of :func:`condition_words`; it appends `</s>` as T5's tokenizer does."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in condition_words():
+        vocab[word] = len(vocab)
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def tiny_video_encoder():
+    """A tiny random CLIP vision model with projection and its image processor (64 × 64 frames)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(**TINY_CLIP_VISION_CONFIG)
+    size = config.image_size
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return CLIPVisionModelWithProjection(config), processor
+
+
+def tiny_condition_encoder(tokenizer):
+    """A tiny random T5 encoder for `tokenizer`'s vocabulary."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, **TINY_T5_CONFIG)  # fmt: skip
+    return T5EncoderModel(config)
+
+
+def encode_conclusions(condition_encoder, tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """T5 encodings `(b, m, d_model)` of conclusion texts (`DubbingConclusion.to_text()`) and their mask `(b, m)`."""
+    batch = tokenizer(list(texts), padding=True, return_tensors="pt").to(condition_encoder.device)
+    hidden = condition_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    return hidden, batch["attention_mask"].bool()
+
+
+__all__ = [
+    "TINY_CLIP_VISION_CONFIG",
+    "TINY_T5_CONFIG",
+    "VIDEO_FPS",
+    "build_condition_tokenizer",
+    "condition_words",
+    "encode_conclusions",
+    "encode_frames",
+    "load_frames_at_rate",
+    "resample_features",
+    "tiny_condition_encoder",
+    "tiny_video_encoder",
+]

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from deepdubber_hf.data.corpus import generate_clip
+from deepdubber_hf.models.conditioning import (
+    VIDEO_FPS,
+    build_condition_tokenizer,
+    encode_conclusions,
+    encode_frames,
+    load_frames_at_rate,
+    resample_features,
+    tiny_condition_encoder,
+    tiny_video_encoder,
+)
+from deepdubber_hf.reasoner.cot import DubbingConclusion
+
+
+@pytest.fixture(scope="module")
+def clip_path(tmp_path_factory):
+    row = generate_clip("l1-cond", level=1, seed=5)
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    path.write_bytes(row["video"]["bytes"])
+    return str(path), row
+
+
+def test_frames_at_ten_per_second_span_the_clip(clip_path):
+    path, row = clip_path
+    frames, duration = load_frames_at_rate(path)
+    assert frames.dtype == torch.uint8 and frames.shape[1:] == (3, row["height"], row["width"])
+    assert abs(duration - row["duration_s"]) < 0.05
+    assert frames.shape[0] == int(duration * VIDEO_FPS + 1e-6)
+    with pytest.raises(ValueError, match="as a video"):
+        load_frames_at_rate(b"not a video at all")
+
+
+def test_video_features_follow_the_frames_and_reach_the_mel_rate(clip_path):
+    torch.manual_seed(0)
+    encoder, processor = tiny_video_encoder()
+    frames, duration = load_frames_at_rate(clip_path[0])
+    features = encode_frames(encoder.eval(), processor, frames, batch_size=7)  # several chunks
+    assert features.shape == (frames.shape[0], encoder.config.projection_dim)
+    assert not torch.allclose(features[0], encode_frames(encoder, processor, 255 - frames[:1])[0])
+    mel_frames = int(duration * 24_000 / 256)
+    resampled = resample_features(features[None], mel_frames)
+    assert resampled.shape == (1, mel_frames, encoder.config.projection_dim)
+    assert torch.allclose(resampled[0, 0], features[0], atol=1e-5)  # upsampled: the first mel frame is frame 0
+    assert torch.allclose(resampled.mean(1), features.mean(0, keepdim=True), atol=0.1 * features.abs().max())
+
+
+def test_conclusions_are_tokenised_without_unknown_words_and_encoded(tmp_path):
+    tokenizer = build_condition_tokenizer()
+    texts = [DubbingConclusion("monologue", 1, "female", "young", "happy").to_text(),
+             DubbingConclusion("narration", 0, "male", "elderly", "sad").to_text()]  # fmt: skip
+    ids = tokenizer(texts)["input_ids"]
+    assert all(tokenizer.unk_token_id not in row and row[-1] == tokenizer.eos_token_id for row in ids)
+    assert ids[0] != ids[1]
+    tokenizer.save_pretrained(tmp_path / "tok")
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tmp_path / "tok")(texts)["input_ids"] == ids
+    torch.manual_seed(0)
+    encoder = tiny_condition_encoder(tokenizer).eval()
+    with torch.no_grad():
+        hidden, mask = encode_conclusions(encoder, tokenizer, texts)
+    assert hidden.shape[:2] == mask.shape and hidden.shape[-1] == encoder.config.d_model
+    assert not torch.allclose(hidden[0, :3], hidden[1, :3])
