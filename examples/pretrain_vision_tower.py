@@ -15,8 +15,12 @@ up (or out, with 0). `pretrain_log.jsonl` has the loss of each kind of head at e
 
 ```bash
 python examples/pretrain_vision_tower.py --dataset corpus --dataset_config_name level1 level2 \
-    --output_dir runs/vision_tower --max_train_steps 1500
+    --output_dir runs/vision_tower --max_train_steps 1500 --image_size 192
 ```
+
+At 192 × 192 (the corpus's frames are 160–192 pixels wide) every mouth head scores 1–9 points higher than at the
+default 128 and the run takes about three times as long (benchmarks/RESULTS.md). `head_accuracies.json` also has
+`talking`: whether the mouth heads, over the reasoner's own frames, tell which visible characters talk.
 
 The default tower is a small ResNet (`TINY_RESNET_VISION_CONFIG`), not the ConvNeXt-V2 the reasoner's tiny config
 defaults to: measured at 128 × 128 (benchmarks/RESULTS.md), the ConvNeXt's mouth heads end within 1–4 points of
