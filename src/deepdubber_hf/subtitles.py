@@ -77,14 +77,20 @@ def parse_srt(source: str | os.PathLike) -> list[Cue]:
             lines = lines[1:]  # the index line
         timing = _TIMING.match(lines[0])
         if timing is None:
-            raise ValueError(f"Cue {number} of {name} has no 'HH:MM:SS,mmm --> HH:MM:SS,mmm' line: {block[:80]!r}.")
+            raise ValueError(
+                f"Cue {number} of {name} has no 'HH:MM:SS,mmm --> HH:MM:SS,mmm' line: {block[:80]!r}."
+            )
         start, end = _seconds(*timing.groups()[:4]), _seconds(*timing.groups()[4:])
         text = " ".join(_TAGS.sub("", line).strip() for line in lines[1:] if line.strip())
         speaker, text = _split_speaker(text)
         if not text:
-            raise ValueError(f"Cue {number} of {name} ({lines[0].strip()}) has no text to speak; remove it or add the line.")
+            raise ValueError(
+                f"Cue {number} of {name} ({lines[0].strip()}) has no text to speak; remove it or add the line."
+            )
         if end <= start:
-            raise ValueError(f"Cue {number} of {name} ends ({end:.3f} s) before it starts ({start:.3f} s); fix its timing.")
+            raise ValueError(
+                f"Cue {number} of {name} ends ({end:.3f} s) before it starts ({start:.3f} s); fix its timing."
+            )
         cues.append(Cue(number, start, end, text, speaker))
     cues.sort(key=lambda cue: cue.start_s)
     for previous, cue in zip(cues, cues[1:]):
