@@ -95,8 +95,10 @@ def parse_srt(source: str | os.PathLike) -> list[Cue]:
     cues.sort(key=lambda cue: cue.start_s)
     for previous, cue in zip(cues, cues[1:]):
         if cue.start_s < previous.end_s - 1e-6:
-            raise ValueError(f"Cues {previous.index} and {cue.index} of {name} overlap ({previous.end_s:.3f} s > "
-                             f"{cue.start_s:.3f} s); one track speaks one line at a time: shorten the first.")  # fmt: skip
+            raise ValueError(
+                f"Cues {previous.index} and {cue.index} of {name} overlap ({previous.end_s:.3f} s > {cue.start_s:.3f} "
+                "s); one track speaks one line at a time: shorten the first."
+            )
     return cues
 
 
