@@ -4,6 +4,17 @@ import pytest
 
 
 @pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """One generated level-1 clip written as an mp4: (path, its corpus row with the annotation)."""
+    from deepdubber_hf.data.corpus import generate_clip
+
+    row = generate_clip("l1-test", level=1, seed=3)
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    path.write_bytes(row["video"]["bytes"])
+    return str(path), row
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A procedural corpus of 6 level-1 clips (5 train, 1 test) and 4 level-2 clips, in the Hub layout."""
     from deepdubber_hf.data.corpus import generate_corpus

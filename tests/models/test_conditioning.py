@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from deepdubber_hf.data.corpus import generate_clip
 from deepdubber_hf.models.conditioning import (
     VIDEO_FPS,
     build_condition_tokenizer,
@@ -15,16 +14,8 @@ from deepdubber_hf.models.conditioning import (
 from deepdubber_hf.reasoner.cot import DubbingConclusion
 
 
-@pytest.fixture(scope="module")
-def clip_path(tmp_path_factory):
-    row = generate_clip("l1-cond", level=1, seed=5)
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    path.write_bytes(row["video"]["bytes"])
-    return str(path), row
-
-
-def test_frames_at_ten_per_second_span_the_clip(clip_path):
-    path, row = clip_path
+def test_frames_at_ten_per_second_span_the_clip(clip):
+    path, row = clip
     frames, duration = load_frames_at_rate(path)
     assert frames.dtype == torch.uint8 and frames.shape[1:] == (3, row["height"], row["width"])
     assert abs(duration - row["duration_s"]) < 0.05
@@ -33,10 +24,10 @@ def test_frames_at_ten_per_second_span_the_clip(clip_path):
         load_frames_at_rate(b"not a video at all")
 
 
-def test_video_features_follow_the_frames_and_reach_the_mel_rate(clip_path):
+def test_video_features_follow_the_frames_and_reach_the_mel_rate(clip):
     torch.manual_seed(0)
     encoder, processor = tiny_video_encoder()
-    frames, duration = load_frames_at_rate(clip_path[0])
+    frames, duration = load_frames_at_rate(clip[0])
     features = encode_frames(encoder.eval(), processor, frames, batch_size=7)  # several chunks
     assert features.shape == (frames.shape[0], encoder.config.projection_dim)
     assert not torch.allclose(features[0], encode_frames(encoder, processor, 255 - frames[:1])[0])

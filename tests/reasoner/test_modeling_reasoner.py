@@ -23,15 +23,6 @@ NUM_FRAMES = 3
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """A generated clip written as an mp4, with its CoT annotation."""
-    row = generate_clip("l1-test", level=1, seed=3)
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    path.write_bytes(row["video"]["bytes"])
-    return str(path), row
-
-
-@pytest.fixture(scope="module")
 def processor(clip):
     tokenizer = train_reasoner_tokenizer([clip[1]["cot"], clip[1]["answer"]], vocab_size=400)
     return DeepDubberReasonerProcessor.from_tokenizer(tokenizer, num_frames=NUM_FRAMES)

@@ -24,7 +24,6 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .attention import rotary_frequencies
 from .transformer_dit import DiTTransformerModel, _batch_flags, dit_trunk
 
 
@@ -213,22 +212,11 @@ class DeepDubberControlNetModel(ModelMixin, ConfigMixin):
                 f"video_features must have one row per mel frame, shape ({b}, {n}, dv); got "
                 f"{tuple(video_features.shape)}: interpolate the video features to the mel frame rate first."
             )
-        if timestep.ndim == 0:
-            timestep = timestep.repeat(b)
-        temb = self.time_embed(timestep)  # (b, d)
-        if text_embeds is None:
-            if text_ids is None:
-                raise ValueError("DeepDubberControlNetModel needs `text_ids` or precomputed `text_embeds`.")
-            text_embeds = self.embed_text(text_ids, n, attention_mask, drop_text, text_durations)
-        drop_cond = _batch_flags(drop_audio_cond, b, hidden_states.device)
-        if drop_cond is not None:
-            cond = cond.masked_fill(drop_cond[:, None, None], 0.0)
-
-        x = self.input_embed(hidden_states, cond, text_embeds, mask=attention_mask)  # (b, n, d)
+        x, temb, rotary = self.embed_inputs(hidden_states, cond, timestep, text_ids, text_embeds, attention_mask,
+                                            drop_audio_cond, drop_text, text_durations)  # fmt: skip
         control = self.fuse_conditions(video_features.to(x.dtype), condition_embeds, condition_mask, drop_video,
                                        drop_conclusion)  # fmt: skip
         x = x + self.control_embed(control)
-        rotary = rotary_frequencies(n, self.config.attention_head_dim, device=x.device)
         samples = []
         for block, projection in zip(self.transformer_blocks, self.controlnet_blocks):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -241,6 +229,7 @@ class DeepDubberControlNetModel(ModelMixin, ConfigMixin):
         return DeepDubberControlNetOutput(controlnet_block_samples=tuple(samples))
 
     embed_text = DiTTransformerModel.embed_text
+    embed_inputs = DiTTransformerModel.embed_inputs
 
 
 def _keep(drop, batch_size: int, like: torch.Tensor) -> torch.Tensor:

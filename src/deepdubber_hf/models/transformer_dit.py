@@ -193,6 +193,27 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
             text_ids, num_frames, frame_lengths=frame_lengths, drop_text=drop, text_durations=text_durations
         )
 
+    def embed_inputs(
+        self, hidden_states, cond, timestep, text_ids=None, text_embeds=None, attention_mask=None,
+        drop_audio_cond=False, drop_text=False, text_durations=None,
+    ) -> tuple:
+        """The first layers of the forward (shared with the ControlNet, whose copies they also are): the width-`d`
+        input `(b, n, d)`, the time embedding `(b, d)` and the rotary angles."""
+        b, n = hidden_states.shape[:2]
+        if timestep.ndim == 0:
+            timestep = timestep.repeat(b)
+        temb = self.time_embed(timestep)  # (b, d)
+        if text_embeds is None:
+            if text_ids is None:
+                raise ValueError(f"{type(self).__name__} needs `text_ids` or precomputed `text_embeds`.")
+            text_embeds = self.embed_text(text_ids, n, attention_mask, drop_text, text_durations)  # (b, n, dt)
+        drop_cond = _batch_flags(drop_audio_cond, b, hidden_states.device)
+        if drop_cond is not None:
+            cond = cond.masked_fill(drop_cond[:, None, None], 0.0)
+        x = self.input_embed(hidden_states, cond, text_embeds, mask=attention_mask)  # (b, n, d)
+        rotary = rotary_frequencies(n, self.config.attention_head_dim, device=x.device)  # 2 × (n, dh)
+        return x, temb, rotary
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -232,21 +253,8 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
             return_dict (`bool`, *optional*, defaults to `True`):
                 Return a [`DiTTransformerOutput`] instead of a tuple.
         """
-        b, n = hidden_states.shape[:2]
-        if timestep.ndim == 0:
-            timestep = timestep.repeat(b)
-        temb = self.time_embed(timestep)  # (b, d)
-
-        if text_embeds is None:
-            if text_ids is None:
-                raise ValueError("DiTTransformerModel needs `text_ids` or precomputed `text_embeds`.")
-            text_embeds = self.embed_text(text_ids, n, attention_mask, drop_text, text_durations)  # (b, n, dt)
-        drop_cond = _batch_flags(drop_audio_cond, b, hidden_states.device)
-        if drop_cond is not None:
-            cond = cond.masked_fill(drop_cond[:, None, None], 0.0)
-
-        x = self.input_embed(hidden_states, cond, text_embeds, mask=attention_mask)  # (b, n, d)
-        rotary = rotary_frequencies(n, self.config.attention_head_dim, device=x.device)  # 2 × (n, dh)
+        x, temb, rotary = self.embed_inputs(hidden_states, cond, timestep, text_ids, text_embeds, attention_mask,
+                                            drop_audio_cond, drop_text, text_durations)  # fmt: skip
 
         interval = None
         if block_controlnet_hidden_states:
