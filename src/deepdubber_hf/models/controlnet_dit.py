@@ -219,10 +219,7 @@ class DeepDubberControlNetModel(ModelMixin, ConfigMixin):
         x = x + self.control_embed(control)
         samples = []
         for block, projection in zip(self.transformer_blocks, self.controlnet_blocks):
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, temb, attention_mask, rotary)
-            else:
-                x = block(x, temb, mask=attention_mask, rotary=rotary)
+            x = self.run_block(block, x, temb, attention_mask, rotary)
             samples.append(projection(x) * conditioning_scale)
         if not return_dict:
             return (tuple(samples),)
@@ -230,6 +227,7 @@ class DeepDubberControlNetModel(ModelMixin, ConfigMixin):
 
     embed_text = DiTTransformerModel.embed_text
     embed_inputs = DiTTransformerModel.embed_inputs
+    run_block = DiTTransformerModel.run_block
 
 
 def _keep(drop, batch_size: int, like: torch.Tensor) -> torch.Tensor:

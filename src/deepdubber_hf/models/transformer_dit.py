@@ -214,6 +214,12 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
         rotary = rotary_frequencies(n, self.config.attention_head_dim, device=x.device)  # 2 × (n, dh)
         return x, temb, rotary
 
+    def run_block(self, block, x, temb, attention_mask, rotary) -> torch.Tensor:
+        """One block, through gradient checkpointing when it is on and gradients are needed."""
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            return self._gradient_checkpointing_func(block, x, temb, attention_mask, rotary)
+        return block(x, temb, mask=attention_mask, rotary=rotary)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -260,10 +266,7 @@ class DiTTransformerModel(ModelMixin, ConfigMixin):
         if block_controlnet_hidden_states:
             interval = -(-len(self.transformer_blocks) // len(block_controlnet_hidden_states))
         for index, block in enumerate(self.transformer_blocks):
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, temb, attention_mask, rotary)
-            else:
-                x = block(x, temb, mask=attention_mask, rotary=rotary)
+            x = self.run_block(block, x, temb, attention_mask, rotary)
             if interval is not None:
                 x = x + block_controlnet_hidden_states[index // interval]
 
