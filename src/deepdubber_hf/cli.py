@@ -4,6 +4,9 @@
     deepdubber speak "Where did you put the map?" --reference-audio voice.wav --reference-text "..." -o speech.wav
     deepdubber generate-data corpus/ --level 1 --num-clips 200 --seed 0 --workers 2
     deepdubber reason clip.mp4 --model runs/reasoner_sft [--json]
+    deepdubber dub clip.mp4 --text "Where did you put the map?" -o dubbed.mp4
+    deepdubber dub film.mp4 --subtitles lines.srt --reference-audio alice.wav bob.wav \
+        --reference-text "..." "..." --model runs/dubber -o dubbed.mp4
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ logger = logging.getLogger("deepdubber")
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "checkpoints" / "deepdubber-tiny"
 
 
-def _tiny_untrained_pipeline(text: str):
-    """A tiny randomly initialised pipeline, for trying the command before any checkpoint exists."""
+def _tiny_untrained_pipeline(text: str, dubbing: bool = False):
+    """A tiny randomly initialised pipeline, for trying the command before any checkpoint exists (with the
+    stage-2.2 parts when `dubbing`)."""
     import tempfile
 
     import torch
@@ -36,22 +40,36 @@ def _tiny_untrained_pipeline(text: str):
         text_embed_dim=32, num_text_conv_layers=1,
     )
     vocoder = VocosVocoder(hidden_size=64, intermediate_size=128, num_layers=2)
-    return DeepDubberPipeline(transformer, FlowMatchSwayScheduler(), vocoder, tokenizer)
+    parts = {}
+    if dubbing:
+        from .pipelines.dubbing import dubbing_components
+
+        parts = dubbing_components(transformer, controlnet_layers=1, duration_predictor_layers=1)
+    return DeepDubberPipeline(transformer, FlowMatchSwayScheduler(), vocoder, tokenizer, **parts)
 
 
-def load_pipeline(model: str | None, text: str):
+def load_pipeline(model: str | None, text: str, dubbing: bool = False):
     from . import DeepDubberPipeline
 
     path = model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else None)
     if path is None:
         logger.warning(
             "no --model given and no checkpoints/deepdubber-tiny yet: using a tiny UNTRAINED pipeline, "
-            "so the output is noise. Train one with examples/train_tts.py or convert F5-TTS weights with "
-            "scripts/convert_f5tts_checkpoint.py and pass --model DIR."
+            "so the output is noise. Train one with examples/train_tts.py (and examples/train_controlnet.py for "
+            "dubbing) or convert F5-TTS weights with scripts/convert_f5tts_checkpoint.py and pass --model DIR."
         )
-        return _tiny_untrained_pipeline(text)
-    if not os.path.isdir(path) and os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise SystemExit(f"--model {path!r} is not a local folder and HF_HUB_OFFLINE=1 forbids downloading it.")
+        return _tiny_untrained_pipeline(text, dubbing=dubbing)
+    local = os.path.isabs(path) or path.startswith((".", "~")) or os.path.exists(path) or path.count("/") != 1
+    if not os.path.isdir(path) and (local or os.environ.get("HF_HUB_OFFLINE") == "1"):
+        raise FileNotFoundError(
+            f"model folder {path!r} not found: pass the output folder of examples/train_tts.py (speak) or "
+            "examples/train_controlnet.py (dub) with --model DIR."
+        )
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "model_index.json")):
+        raise FileNotFoundError(
+            f"{path!r} is not a pipeline folder (no model_index.json): pass the folder a training script saved "
+            "the whole pipeline to."
+        )
     return DeepDubberPipeline.from_pretrained(path)
 
 
@@ -76,6 +94,43 @@ def cmd_speak(args) -> int:
         f"wrote {args.output}: {out.duration_in_s[0]:.2f} s of speech at {out.sampling_rate} Hz "
         f"(loading {loaded - start:.1f} s, generation {done - loaded:.1f} s)"
     )
+    return 0
+
+
+def cmd_dub(args) -> int:
+    import torch
+
+    from .pipelines.dubbing import check_video_output
+
+    if not os.path.isfile(args.video):
+        raise FileNotFoundError(f"video {args.video!r} not found; pass the path of a video file.")
+    if (args.text is None) == (args.subtitles is None):
+        raise ValueError("give the line to speak with --text, or timed lines with --subtitles (not both).")
+    check_video_output(args.output)
+    references = args.reference_audio
+    reference_texts = args.reference_text
+    if references is not None and len(references) == 1:
+        references = references[0]
+        reference_texts = reference_texts[0] if reference_texts and len(reference_texts) == 1 else reference_texts
+    start = time.perf_counter()
+    pipe = load_pipeline(args.model, args.text or "", dubbing=True)
+    loaded = time.perf_counter()
+    out = pipe(
+        args.text, video=args.video, reference_audio=references, reference_text=reference_texts,
+        conclusion=args.conclusion, subtitles=args.subtitles, duration_in_s=args.duration,
+        num_inference_steps=args.steps, generator=torch.Generator().manual_seed(args.seed),
+        use_video=not args.no_video, use_conclusion=not args.no_conclusion,
+        use_duration_predictor=not args.no_duration_predictor,
+    )  # fmt: skip
+    out.save_video(args.output)
+    done = time.perf_counter()
+    if out.reasoning:
+        print(out.reasoning)
+    print(f"conclusion: {out.conclusion.to_text() if out.conclusion else 'none'}")
+    for segment in out.segments:
+        who = f"{segment['speaker']}: " if segment["speaker"] else ""
+        print(f"  {segment['onset_s']:6.2f}-{segment['offset_s']:6.2f} s  {who}{segment['text']}")
+    print(f"wrote {args.output} (loading {loaded - start:.1f} s, dubbing {done - loaded:.1f} s)")
     return 0
 
 
@@ -156,6 +211,27 @@ def build_parser() -> argparse.ArgumentParser:
     think.add_argument("--max-new-tokens", type=int, default=320)
     think.add_argument("--json", action="store_true", help="Print the reasoning and conclusion as JSON.")
     think.set_defaults(func=cmd_reason)
+
+    dub = sub.add_parser("dub", help="Dub a silent clip: speech timed to its mouths, muxed into the video.")
+    dub.add_argument("video", help="The silent clip (mp4, mkv, webm, ...).")
+    dub.add_argument("--text", default=None, help="The line to speak.")
+    dub.add_argument("--subtitles", default=None, help="An .srt file: every cue dubbed in its time window.")
+    dub.add_argument("-o", "--output", default="dubbed.mp4", help="Output video (.mp4, .mkv, .mov or .webm).")
+    dub.add_argument("--model", default=None, help="Pipeline folder (default: checkpoints/deepdubber-tiny).")
+    dub.add_argument("--reference-audio", nargs="+", default=None,
+                     help="The voice to clone; with named speakers in --subtitles, one per speaker in the order "
+                     "they first speak.")  # fmt: skip
+    dub.add_argument("--reference-text", nargs="+", default=None, help="The transcript of each --reference-audio.")
+    dub.add_argument("--conclusion", default=None,
+                     help="Skip the reasoner: e.g. 'scene type: monologue; speakers: 1; gender: female; age: young; "
+                     "emotion: happy'.")  # fmt: skip
+    dub.add_argument("--duration", type=float, default=None, help="Length of the speech in seconds.")
+    dub.add_argument("--steps", type=int, default=32, help="Sampling steps.")
+    dub.add_argument("--seed", type=int, default=0)
+    dub.add_argument("--no-video", action="store_true", help="Ablation: ignore the video features.")
+    dub.add_argument("--no-conclusion", action="store_true", help="Ablation: no conclusion condition.")
+    dub.add_argument("--no-duration-predictor", action="store_true", help="Ablation: F5-TTS's length rule.")
+    dub.set_defaults(func=cmd_dub)
     return parser
 
 

@@ -78,6 +78,23 @@ def resample_features(features: torch.Tensor, num_frames: int) -> torch.Tensor:
     return F.interpolate(features.transpose(1, 2), size=num_frames, mode="linear", align_corners=False).transpose(1, 2)
 
 
+def features_between(features: torch.Tensor, start_s: float, end_s: float, num_frames: int,
+                     fps: float = VIDEO_FPS) -> torch.Tensor:
+    """Features `(f, d)` at `fps` (row `i` at `i / fps` seconds) → `(num_frames, d)` at the centres of `num_frames`
+    equal steps from `start_s` to `end_s` (linear interpolation, held at the ends): the video under a stretch of
+    speech, at the mel frame rate."""
+    if num_frames <= 0:
+        return features.new_zeros(0, features.shape[-1])
+    centres = start_s + (torch.arange(num_frames, device=features.device, dtype=torch.float64) + 0.5) * (
+        (end_s - start_s) / num_frames
+    )
+    position = (centres * fps).clamp(0, features.shape[0] - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=features.shape[0] - 1)
+    weight = (position - low).to(features.dtype)[:, None]
+    return features[low] * (1 - weight) + features[high] * weight
+
+
 def condition_words() -> list[str]:
     """Every word of every `DubbingConclusion.to_text()` (scene types, genders, ages, emotions, counts, labels)."""
     from ..reasoner.cot import DubbingConclusion
@@ -138,6 +155,7 @@ __all__ = [
     "condition_words",
     "encode_conclusions",
     "encode_frames",
+    "features_between",
     "load_frames_at_rate",
     "resample_features",
     "tiny_condition_encoder",
