@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
 import torch
 
 from deepdubber_hf import DeepDubberPipeline, DeepDubberTokenizer, DiTTransformerModel, FlowMatchSwayScheduler
@@ -51,3 +52,42 @@ def test_bad_reference_is_a_clear_error_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert "missing.wav" in result.stderr and "does not exist" in result.stderr
     assert not (tmp_path / "out.wav").exists()
+
+
+def stream_duration(path, stream):
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries",
+                             "stream=duration", "-of", "default=nw=1:nk=1", str(path)], capture_output=True, text=True,
+                            check=True)  # fmt: skip
+    return float(result.stdout.strip())
+
+
+def test_dub_turns_a_silent_clip_into_a_playable_video_with_a_full_length_track(clip, tmp_path):
+    path, row = clip
+    result = deepdubber("dub", path, "--text", "Where did you put the map?", "--steps", 2, "-o", tmp_path / "out.mp4")
+    assert result.returncode == 0, result.stderr
+    assert "UNTRAINED" in result.stderr and "wrote" in result.stdout
+    assert "%" in result.stderr  # the sampling progress bar
+    video, audio = stream_duration(tmp_path / "out.mp4", "v:0"), stream_duration(tmp_path / "out.mp4", "a:0")
+    assert audio == pytest.approx(video, abs=0.05) and video == pytest.approx(row["duration_s"], abs=0.05)
+    decoded = load_audio(tmp_path / "out.mp4")  # the track decodes
+    assert decoded.abs().max() > 0
+
+
+def test_dub_errors_name_the_input_and_write_nothing(clip, tmp_path):
+    path, _ = clip
+    out = tmp_path / "out.mp4"
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    cases = [
+        (("dub", path, "--text", "Hi.", "--model", tmp_path / "no_such_model", "-o", out), "no_such_model"),
+        (("dub", notes, "--text", "Hi.", "-o", out), "as a video"),
+        (("dub", tmp_path / "missing.mp4", "--text", "Hi.", "-o", out), "not found"),
+        (("dub", path, "--text", " ", "-o", out), "empty or whitespace"),
+        (("dub", path, "-o", out), "--text"),
+        (("dub", path, "--text", "Hi.", "-o", tmp_path / "out.avi"), "end it with one of"),
+    ]
+    for args, message in cases:
+        result = deepdubber(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert sorted(os.listdir(tmp_path)) == ["notes.mp4"], args

@@ -45,7 +45,7 @@ def _tiny_untrained_pipeline(text: str, dubbing: bool = False):
         from .pipelines.dubbing import dubbing_components
 
         parts = dubbing_components(transformer, controlnet_layers=1, duration_predictor_layers=1)
-    return DeepDubberPipeline(transformer, FlowMatchSwayScheduler(), vocoder, tokenizer, **parts)
+    return DeepDubberPipeline(transformer.eval(), FlowMatchSwayScheduler(), vocoder.eval(), tokenizer, **parts)
 
 
 def load_pipeline(model: str | None, text: str, dubbing: bool = False):

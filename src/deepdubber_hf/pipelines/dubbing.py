@@ -265,6 +265,9 @@ def dubbing_components(transformer, controlnet_layers: int = 2, video_encoder=No
         video_dim=video_dim, condition_dim=condition_dim, vocab_size=transformer.config.vocab_size,
         hidden_size=width, num_layers=duration_predictor_layers, num_attention_heads=4,
     )  # fmt: skip
+    # In eval mode, as `from_pretrained` gives models (no dropout at inference); training scripts call `train()`.
+    for module in (controlnet, duration_predictor, video_encoder, condition_encoder):
+        module.eval()
     return {"controlnet": controlnet, "duration_predictor": duration_predictor, "video_encoder": video_encoder,
             "image_processor": image_processor, "condition_encoder": condition_encoder,
             "condition_tokenizer": condition_tokenizer}  # fmt: skip

@@ -703,7 +703,8 @@ class DeepDubberPipeline(DiffusionPipeline):
                              use_video, use_conclusion, use_duration_predictor, sampling["speed"])  # fmt: skip
         total, video_features = [], []
         for prompt, onset, duration in zip(plan.prompts, plan.onsets_s, plan.durations_s):
-            n_ref, n_new = prompt.shape[0], max(1, int(round(duration * self.frames_per_second)))
+            # Whole mel frames inside the planned span, so the speech never runs past its window.
+            n_ref, n_new = prompt.shape[0], max(1, int(duration * self.frames_per_second + 1e-6))
             total.append(n_ref + n_new)
             if plan.features is not None:
                 under_speech = features_between(plan.features, onset, onset + duration, n_new)

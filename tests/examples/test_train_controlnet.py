@@ -1,0 +1,121 @@
+"""examples/train_controlnet.py (stage 2.2) and examples/evaluate_dubbing.py run on the tiny generated corpus."""
+
+import json
+import os
+import subprocess
+import sys
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepdubber_hf import DeepDubberPipeline, DeepDubberTokenizer, DiTTransformerModel, VocosVocoder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+
+from evaluate_dubbing import mouth_motion_span, timing_errors  # noqa: E402
+
+
+def run(script, *args, expect_ok=True):
+    command = [sys.executable, os.path.join(ROOT, "examples", script), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if expect_ok:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def base_model(tiny_corpus, tmp_path_factory):
+    """A stage 2.1 output folder: a seeded tiny DiT, the tokenizer of the corpus's scripts, a vocoder."""
+    root = tmp_path_factory.mktemp("tts")
+    texts = []
+    for name in ("level1", "level2"):
+        for split in ("train", "test"):
+            rows = datasets.load_dataset(tiny_corpus, name, split=split)
+            texts += list(rows["transcript"]) + list(rows["reference_text"])
+    tokenizer = DeepDubberTokenizer.from_texts(texts, root / "tokenizer")
+    torch.manual_seed(0)
+    transformer = DiTTransformerModel(num_layers=2, num_attention_heads=2, attention_head_dim=16,
+                                      vocab_size=tokenizer.vocab_size, text_embed_dim=16, num_text_conv_layers=1)
+    # A fresh DiT's output layers are zero (AdaLN-zero), which would pass no gradient back to the ControlNet; a
+    # pre-trained one's are not.
+    for layer in (transformer.proj_out, transformer.norm_out.linear):
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    transformer.save_pretrained(root / "transformer")
+    VocosVocoder(hidden_size=32, intermediate_size=64, num_layers=1).save_pretrained(root / "vocoder")
+    return root
+
+
+def common(tiny_corpus, base_model, out):
+    return ["--dataset", tiny_corpus, "--dataset_config_name", "level1", "level2", "--pretrained_model_name_or_path",
+            base_model, "--output_dir", out, "--train_batch_size", 2, "--lr_warmup_steps", 0, "--report_to", "none",
+            "--checkpointing_steps", 2]  # fmt: skip
+
+
+def logged(folder):
+    with open(os.path.join(folder, "train_log.jsonl")) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def test_stage_2_2_trains_resumes_and_saves_a_dubbing_pipeline(tiny_corpus, base_model, tmp_path, clip):
+    out = tmp_path / "dubber"
+    run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 2)
+    log = logged(out)
+    assert [e["step"] for e in log] == [1, 2]
+    assert all(e["loss"] == pytest.approx(e["loss_flow"] + e["loss_duration"], rel=1e-4) for e in log)
+    assert (out / "checkpoint-2").is_dir() and not [n for n in os.listdir(out) if n.startswith("tmp")]
+    controlnet_after_2 = load_file(str(out / "controlnet" / "diffusion_pytorch_model.safetensors"))
+
+    run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 3,
+        "--resume_from_checkpoint", "latest")  # fmt: skip
+    assert [e["step"] for e in logged(out)] == [1, 2, 3]
+    controlnet_after_3 = load_file(str(out / "controlnet" / "diffusion_pytorch_model.safetensors"))
+    assert any(not torch.equal(controlnet_after_2[k], controlnet_after_3[k]) for k in controlnet_after_2)
+    # The zero-initialised output layers have moved: the ControlNet now speaks to the DiT.
+    assert controlnet_after_3["controlnet_blocks.0.weight"].abs().sum() > 0
+    # The base DiT stayed frozen.
+    base = load_file(str(base_model / "transformer" / "diffusion_pytorch_model.safetensors"))
+    saved = load_file(str(out / "transformer" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(base[k], saved[k]) for k in base)
+
+    pipe = DeepDubberPipeline.from_pretrained(out)
+    assert pipe.duration_predictor is not None and pipe.controlnet is not None
+    dubbed = pipe(video=clip[0], text="Where is the map?", num_inference_steps=1,
+                  conclusion="scene type: monologue; speakers: 1; gender: male; age: adult; emotion: sad")  # fmt: skip
+    assert abs(dubbed.audios[0].shape[0] / dubbed.sampling_rate - clip[1]["duration_s"]) < 0.05
+
+    result = run("evaluate_dubbing.py", "--model", out, "--dataset", tiny_corpus, "--dataset_config_name", "level1",
+                 "--split", "train", "--conditions", "video", "no_video", "no_duration_predictor", "--output_dir",
+                 tmp_path / "timing")  # fmt: skip
+    report = json.loads((tmp_path / "timing" / "timing.json").read_text())["results"]
+    assert set(report) == {"video", "no_video", "no_duration_predictor"}
+    assert all(r["num_clips"] >= 1 and r["onset_mae_s"] >= 0 for r in report.values())
+    assert "| video |" in result.stdout and (tmp_path / "timing" / "timing.md").is_file()
+
+
+def test_the_table_7_ablations_train_and_save_without_their_parts(tiny_corpus, base_model, tmp_path):
+    out = tmp_path / "ablated"
+    run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 1, "--no_video",
+        "--no_conclusion", "--no_duration_predictor")  # fmt: skip
+    assert "loss_duration" not in logged(out)[0]
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["duration_predictor"] == [None, None] and index["condition_encoder"] == [None, None]
+    assert index["controlnet"][1] == "DeepDubberControlNetModel"
+
+
+def test_bad_arguments_are_named(tiny_corpus, base_model, tmp_path):
+    result = run("train_controlnet.py", *common(tiny_corpus, tmp_path / "nothing", tmp_path / "o"), expect_ok=False)
+    assert result.returncode != 0 and "transformer/ and tokenizer/" in result.stderr
+    result = run("train_controlnet.py", *common(tiny_corpus, base_model, tmp_path / "o"), "--video_drop_prob", 2,
+                 expect_ok=False)  # fmt: skip
+    assert "not a probability" in result.stderr
+
+
+def test_mouth_motion_ground_truth_and_errors():
+    openness = [[0, 0, 0.5, 0.2, 0, 0], [0, 0, 0, 0, 0.3, 0]]  # two characters, six frames at 2 fps
+    assert mouth_motion_span(openness, fps=2) == (1.0, 2.5)
+    assert mouth_motion_span([[0, 0, 0]], fps=2) is None
+    errors = timing_errors([(1.0, 2.0), (0.0, 1.0)], [(1.5, 2.0), (0.0, 2.0)])
+    assert errors == {"onset_mae_s": 0.25, "offset_mae_s": 0.5, "duration_mae_s": 0.75, "num_clips": 2}
