@@ -51,7 +51,8 @@ from train_tts import check_launch, load_vocoder
 
 from deepdubber_hf.audio import SAMPLING_RATE, load_audio, log_mel_spectrogram, rms_normalize
 from deepdubber_hf.evaluation.reasoning import reference_conclusions
-from deepdubber_hf.models.conditioning import VIDEO_FPS, features_between, load_frames_at_rate
+from deepdubber_hf.models.conditioning import VIDEO_FPS, clip_pixels, features_between, load_frames_at_rate
+from deepdubber_hf.models.controlnet_dit import DeepDubberControlNetModel
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
 from deepdubber_hf.pipelines.dubbing import dubbing_components
 from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline, _end_sentence
@@ -104,12 +105,12 @@ class DubbingDataset(torch.utils.data.Dataset):
     """A corpus row → the frames at 10 fps (processed for the video encoder), the reference mel, the speech mel,
     the texts, the conclusion text and the speech's onset and offset."""
 
-    def __init__(self, dataset, image_processor, conclusions: list[str]):
-        self.dataset = dataset.select_columns(
-            ["video", "audio", "transcript", "turns", "reference_audio", "reference_text"]
-        )
+    def __init__(self, dataset, image_processor, conclusions: list[str], with_audio: bool = True):
+        columns = ["video", "transcript", "turns", "reference_text"]
+        self.dataset = dataset.select_columns(columns + (["audio", "reference_audio"] if with_audio else []))
         self.image_processor = image_processor
         self.conclusions = conclusions
+        self.with_audio = with_audio
 
     def __len__(self):
         return len(self.dataset)
@@ -117,22 +118,17 @@ class DubbingDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         row = self.dataset[index]
         frames, clip_s = load_frames_at_rate(row["video"], VIDEO_FPS)
-        pixels = self.image_processor(images=list(frames), return_tensors="pt")["pixel_values"]  # (f, 3, s, s)
+        pixels = clip_pixels(frames, self.image_processor)  # (f, 3, s, s)
         onset, offset = speech_span(row["turns"])
-        audio = load_audio(row["audio"], SAMPLING_RATE)
-        speech = audio[int(onset * SAMPLING_RATE) : int(offset * SAMPLING_RATE)]
-        reference, _ = rms_normalize(load_audio(row["reference_audio"], SAMPLING_RATE))
-        speech, _ = rms_normalize(speech)
-        return {
-            "pixels": pixels,
-            "reference_mel": log_mel_spectrogram(reference).T,  # (n_ref, 100)
-            "speech_mel": log_mel_spectrogram(speech).T,  # (n_new, 100)
-            "text": row["transcript"],
-            "reference_text": row["reference_text"],
-            "conclusion": self.conclusions[index],
-            "onset_s": onset,
-            "offset_s": offset,
-        }
+        item = {"pixels": pixels, "text": row["transcript"], "reference_text": row["reference_text"],
+                "conclusion": self.conclusions[index], "onset_s": onset, "offset_s": offset}  # fmt: skip
+        if self.with_audio:  # the mels of the flow loss (not needed by the duration predictor alone)
+            audio = load_audio(row["audio"], SAMPLING_RATE)
+            speech, _ = rms_normalize(audio[int(onset * SAMPLING_RATE) : int(offset * SAMPLING_RATE)])
+            reference, _ = rms_normalize(load_audio(row["reference_audio"], SAMPLING_RATE))
+            item["reference_mel"] = log_mel_spectrogram(reference).T  # (n_ref, 100)
+            item["speech_mel"] = log_mel_spectrogram(speech).T  # (n_new, 100)
+        return item
 
 
 class DubbingCollator:
@@ -142,27 +138,26 @@ class DubbingCollator:
     def __call__(self, items):
         frames = [item["pixels"].shape[0] for item in items]
         pixels = torch.nn.utils.rnn.pad_sequence([item["pixels"] for item in items], batch_first=True)
-        n_ref = torch.tensor([item["reference_mel"].shape[0] for item in items])
-        n_new = torch.tensor([item["speech_mel"].shape[0] for item in items])
-        mel = torch.nn.utils.rnn.pad_sequence(
-            [torch.cat([item["reference_mel"], item["speech_mel"]]) for item in items], batch_first=True
-        )  # (b, n, 100)
-        full_texts = [_end_sentence(item["reference_text"]) + item["text"] for item in items]
         conditions = self.condition_tokenizer([item["conclusion"] for item in items], padding=True,
                                               return_tensors="pt")  # fmt: skip
-        return {
+        batch = {
             "pixels": pixels,
             "video_mask": torch.arange(pixels.shape[1])[None] < torch.tensor(frames)[:, None],
-            "mel": mel,
-            "reference_frames": n_ref,
-            "speech_frames": n_new,
-            "text_ids": self.tokenizer.text_to_ids(full_texts),
             "speech_text_ids": self.tokenizer.text_to_ids([item["text"] for item in items]),
             "condition_ids": conditions["input_ids"],
             "condition_mask": conditions["attention_mask"].bool(),
             "onset_s": torch.tensor([item["onset_s"] for item in items]),
             "offset_s": torch.tensor([item["offset_s"] for item in items]),
         }
+        if "speech_mel" in items[0]:
+            batch["mel"] = torch.nn.utils.rnn.pad_sequence(
+                [torch.cat([item["reference_mel"], item["speech_mel"]]) for item in items], batch_first=True
+            )  # (b, n, 100)
+            batch["reference_frames"] = torch.tensor([item["reference_mel"].shape[0] for item in items])
+            batch["speech_frames"] = torch.tensor([item["speech_mel"].shape[0] for item in items])
+            full_texts = [_end_sentence(item["reference_text"]) + item["text"] for item in items]
+            batch["text_ids"] = self.tokenizer.text_to_ids(full_texts)
+        return batch
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -186,15 +181,34 @@ class Dubber(torch.nn.Module):
         features[video_mask] = flat
         return features
 
-    def forward(self, batch, drops, duration_weight: float, use_duration_predictor: bool, generator=None):
+    def forward(self, batch, drops, duration_weight: float, use_duration_predictor: bool, use_flow: bool = True,
+                generator=None):
+        features = self.video_features(batch["pixels"], batch["video_mask"])  # (b, f, dv)
+        condition = self.condition_encoder(input_ids=batch["condition_ids"],
+                                           attention_mask=batch["condition_mask"]).last_hidden_state  # fmt: skip
+        losses = {}
+        if use_flow:
+            losses["flow"] = self.flow_loss(batch, drops, features, condition, generator)
+        if use_duration_predictor:
+            keep_video = (~drops["video"]).to(features.dtype)[:, None, None]
+            keep_condition = (~drops["conclusion"])[:, None] & batch["condition_mask"]
+            keep_condition[:, 0] |= ~keep_condition.any(dim=1)  # a dropped conclusion keeps one (masked-out) token
+            out = self.duration_predictor(
+                video_features=features * keep_video, video_mask=batch["video_mask"],
+                text_ids=batch["speech_text_ids"], condition_embeds=condition * (~drops["conclusion"])[:, None, None],
+                condition_mask=keep_condition, onset_s=batch["onset_s"], offset_s=batch["offset_s"],
+            )  # fmt: skip
+            losses["duration"] = out.loss
+        loss = losses.get("flow", 0.0) + duration_weight * losses.get("duration", 0.0)
+        return loss, losses
+
+    def flow_loss(self, batch, drops, features, condition, generator=None):
+        """Stage 2.1's flow-matching loss on the speech frames, the prompt fixed to the reference voice, with the
+        ControlNet's residuals in the frozen DiT."""
         transformer = self.frozen[0]
         mel, n_ref, n_new = batch["mel"], batch["reference_frames"], batch["speech_frames"]
         b, n, _ = mel.shape
         device = mel.device
-        features = self.video_features(batch["pixels"], batch["video_mask"])  # (b, f, dv)
-        keep_video = (~drops["video"]).to(features.dtype)[:, None, None]
-        condition = self.condition_encoder(input_ids=batch["condition_ids"],
-                                           attention_mask=batch["condition_mask"]).last_hidden_state  # fmt: skip
 
         # The video under the speech, at the mel rate; nothing under the reference voice.
         rows = []
@@ -206,7 +220,6 @@ class Dubber(torch.nn.Module):
                               (0, 0, 0, n - int(n_ref[i] + n_new[i]))))  # fmt: skip
         video = torch.stack(rows)  # (b, n, dv)
 
-        # Flow matching on the speech frames (stage 2.1's loss with the prompt fixed to the reference voice).
         positions = torch.arange(n, device=device)[None]
         valid = positions < (n_ref + n_new)[:, None]
         speech = valid & (positions >= n_ref[:, None])
@@ -220,21 +233,7 @@ class Dubber(torch.nn.Module):
                                     condition_mask=batch["condition_mask"], drop_video=drops["video"],
                                     drop_conclusion=drops["conclusion"], **common).controlnet_block_samples  # fmt: skip
         pred = transformer(x_t, block_controlnet_hidden_states=list(residuals), **common).sample
-        flow_loss = F.mse_loss(pred.float(), (mel - x0).float(), reduction="none")[speech].mean()
-
-        losses = {"flow": flow_loss}
-        loss = flow_loss
-        if use_duration_predictor:
-            keep_condition = (~drops["conclusion"])[:, None] & batch["condition_mask"]
-            keep_condition[:, 0] |= ~keep_condition.any(dim=1)  # a dropped conclusion keeps one (masked-out) token
-            out = self.duration_predictor(
-                video_features=features * keep_video, video_mask=batch["video_mask"],
-                text_ids=batch["speech_text_ids"], condition_embeds=condition * (~drops["conclusion"])[:, None, None],
-                condition_mask=keep_condition, onset_s=batch["onset_s"], offset_s=batch["offset_s"],
-            )  # fmt: skip
-            losses["duration"] = out.loss
-            loss = loss + duration_weight * out.loss
-        return loss, losses
+        return F.mse_loss(pred.float(), (mel - x0).float(), reduction="none")[speech].mean()
 
 
 def sample_drops(batch_size: int, args, device, generator=None) -> dict:
@@ -317,6 +316,11 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no_conclusion", action="store_true", help="Ablation: never show the conclusion.")
     parser.add_argument("--no_duration_predictor", action="store_true",
                         help="Ablation: train no duration predictor (the pipeline then uses F5-TTS's length rule).")
+    parser.add_argument("--duration_predictor_only", action="store_true",
+                        help="Train the duration predictor (and the encoders) alone, with L_dur: no DiT forward, so "
+                        "much faster; the ControlNet stays as it is (zero, or --controlnet_name_or_path's).")
+    parser.add_argument("--controlnet_name_or_path", type=str, default=None,
+                        help="Start from this ControlNet (e.g. the controlnet/ of an earlier run).")
     parser.add_argument("--train_batch_size", type=int, default=8)
     parser.add_argument("--max_train_steps", type=int, default=4000)
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -334,6 +338,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report_to", type=str, default="tensorboard")
     parser.add_argument("--logging_dir", type=str, default="logs")
     args = parser.parse_args(input_args)
+    if args.duration_predictor_only and args.no_duration_predictor:
+        raise ValueError("--duration_predictor_only and --no_duration_predictor leave nothing to train: drop one.")
     for name in ("video_drop_prob", "conclusion_drop_prob", "text_drop_prob"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise ValueError(f"--{name} {getattr(args, name)} is not a probability: pass a value in [0, 1].")
@@ -381,6 +387,11 @@ def main(args: argparse.Namespace) -> None:
         freeze_module(model.condition_encoder)
     if args.no_duration_predictor:
         freeze_module(model.duration_predictor)
+    if args.controlnet_name_or_path:
+        start = DeepDubberControlNetModel.from_pretrained(args.controlnet_name_or_path)
+        model.controlnet.load_state_dict(start.state_dict())
+    if args.duration_predictor_only:
+        freeze_module(model.controlnet)
     trainable = [p for p in model.parameters() if p.requires_grad]
     logger.info(f"Training {sum(p.numel() for p in trainable) / 1e6:.2f}M parameters beside a frozen DiT of "
                 f"{sum(p.numel() for p in transformer.parameters()) / 1e6:.2f}M.")  # fmt: skip
@@ -395,7 +406,8 @@ def main(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise ValueError(f"the transcripts of --dataset do not fit the base model's tokenizer: {error}") from error
     loader = torch.utils.data.DataLoader(
-        DubbingDataset(dataset, parts["image_processor"], conclusions), batch_size=args.train_batch_size,
+        DubbingDataset(dataset, parts["image_processor"], conclusions, with_audio=not args.duration_predictor_only),
+        batch_size=args.train_batch_size,
         shuffle=True, collate_fn=DubbingCollator(tokenizer, parts["condition_tokenizer"]),
         num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed), drop_last=False,
     )  # fmt: skip
@@ -430,8 +442,9 @@ def main(args: argparse.Namespace) -> None:
         model.train()
         for batch in batches:
             with accelerator.accumulate(model):
-                drops = sample_drops(batch["mel"].shape[0], args, accelerator.device)
-                loss, parts_of_loss = model(batch, drops, args.duration_weight, not args.no_duration_predictor)
+                drops = sample_drops(batch["pixels"].shape[0], args, accelerator.device)
+                loss, parts_of_loss = model(batch, drops, args.duration_weight, not args.no_duration_predictor,
+                                            use_flow=not args.duration_predictor_only)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable, args.max_grad_norm)

@@ -4,8 +4,10 @@ import torch
 from deepdubber_hf.models.conditioning import (
     VIDEO_FPS,
     build_condition_tokenizer,
+    clip_pixels,
     encode_conclusions,
     encode_frames,
+    features_between,
     load_frames_at_rate,
     resample_features,
     tiny_condition_encoder,
@@ -55,3 +57,24 @@ def test_conclusions_are_tokenised_without_unknown_words_and_encoded(tmp_path):
         hidden, mask = encode_conclusions(encoder, tokenizer, texts)
     assert hidden.shape[:2] == mask.shape and hidden.shape[-1] == encoder.config.d_model
     assert not torch.allclose(hidden[0, :3], hidden[1, :3])
+
+
+def test_batched_pixels_match_the_clip_image_processor(clip):
+    from transformers import CLIPImageProcessor
+
+    frames, _ = load_frames_at_rate(clip[0])
+    frames = frames[:6]
+    _, tiny = tiny_video_encoder()
+    for processor in (tiny, CLIPImageProcessor()):  # squeezed to a square; shortest edge then centre crop (CLIP's)
+        expected = processor(images=list(frames), return_tensors="pt")["pixel_values"]
+        pixels = clip_pixels(frames, processor)
+        assert pixels.shape == expected.shape
+        assert (pixels - expected).abs().max() < 0.02  # one grey level of 255, after normalisation
+
+
+def test_features_between_sample_a_stretch_of_the_clip():
+    features = torch.arange(10, dtype=torch.float32)[:, None].repeat(1, 3)  # row i holds i, at i / 10 s
+    stretch = features_between(features, 0.2, 0.6, num_frames=4)  # centres 0.25, 0.35, 0.45, 0.55 s
+    assert torch.allclose(stretch[:, 0], torch.tensor([2.5, 3.5, 4.5, 5.5]))
+    assert torch.allclose(features_between(features, 0.85, 2.0, 2)[:, 0], torch.tensor([9.0, 9.0]))  # held
+    assert features_between(features, 0.0, 1.0, 0).shape == (0, 3)

@@ -26,8 +26,8 @@ TINY_CLIP_VISION_CONFIG = {
     "projection_dim": 64,
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
-    "image_size": 64,
-    "patch_size": 8,
+    "image_size": 96,  # a mouth of the corpus (12 x 8 pixels in a 160 x 128 frame) keeps 7 x 6 pixels
+    "patch_size": 12,
 }
 TINY_T5_CONFIG = {
     "d_model": 64,
@@ -59,13 +59,37 @@ def load_frames_at_rate(video, fps: float = VIDEO_FPS) -> tuple[torch.Tensor, fl
     return decoder.get_frames_at(indices).data, float(duration)
 
 
+def clip_pixels(frames: torch.Tensor, image_processor) -> torch.Tensor:
+    """`uint8` frames `(f, 3, H, W)` → the video encoder's pixels `(f, 3, h, w)`, as `image_processor` (a CLIP image
+    processor) prepares them, in one batched tensor operation: resize (to `size`'s height and width, or its
+    shortest edge then the centre `crop_size`), rescale, normalise. Several times faster than the per-image
+    processor on video, and the same at training and inference."""
+    size, crop = image_processor.size, image_processor.crop_size
+    get = (lambda d, k: d.get(k)) if isinstance(size, dict) else (lambda d, k: getattr(d, k, None))
+    height, width = frames.shape[-2:]
+    if get(size, "shortest_edge"):
+        scale = get(size, "shortest_edge") / min(height, width)
+        target = (max(1, round(height * scale)), max(1, round(width * scale)))
+    else:
+        target = (get(size, "height"), get(size, "width"))
+    pixels = F.interpolate(frames.float(), size=target, mode="bicubic", antialias=True).clamp(0, 255).round()
+    if getattr(image_processor, "do_center_crop", False) and crop is not None:
+        top = (pixels.shape[-2] - get(crop, "height")) // 2
+        left = (pixels.shape[-1] - get(crop, "width")) // 2
+        pixels = pixels[..., top : top + get(crop, "height"), left : left + get(crop, "width")]
+    pixels = pixels * image_processor.rescale_factor
+    mean = torch.tensor(image_processor.image_mean, dtype=pixels.dtype)[:, None, None]
+    std = torch.tensor(image_processor.image_std, dtype=pixels.dtype)[:, None, None]
+    return (pixels - mean) / std
+
+
 @torch.no_grad()
 def encode_frames(video_encoder, image_processor, frames: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """CLIP image embeddings `(f, projection_dim)` of `uint8` frames `(f, 3, H, W)`."""
     device, dtype = video_encoder.device, video_encoder.dtype
     chunks = []
     for start in range(0, frames.shape[0], batch_size):
-        pixels = image_processor(images=list(frames[start : start + batch_size]), return_tensors="pt")["pixel_values"]
+        pixels = clip_pixels(frames[start : start + batch_size], image_processor)
         chunks.append(video_encoder(pixel_values=pixels.to(device, dtype)).image_embeds)
     return torch.cat(chunks)
 
@@ -121,13 +145,15 @@ def build_condition_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def tiny_video_encoder():
-    """A tiny random CLIP vision model with projection and its image processor (64 × 64 frames)."""
+def tiny_video_encoder(image_size: int | None = None):
+    """A tiny random CLIP vision model with projection and its image processor. The processor squeezes the whole
+    frame to the square input (no centre crop, which would cut off characters at the sides)."""
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    config = CLIPVisionConfig(**TINY_CLIP_VISION_CONFIG)
+    config = CLIPVisionConfig(**{**TINY_CLIP_VISION_CONFIG, **({"image_size": image_size} if image_size else {})})
     size = config.image_size
-    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    processor = CLIPImageProcessor(size={"height": size, "width": size}, do_center_crop=False,
+                                   crop_size={"height": size, "width": size})  # fmt: skip
     return CLIPVisionModelWithProjection(config), processor
 
 
@@ -152,6 +178,7 @@ __all__ = [
     "TINY_T5_CONFIG",
     "VIDEO_FPS",
     "build_condition_tokenizer",
+    "clip_pixels",
     "condition_words",
     "encode_conclusions",
     "encode_frames",
