@@ -627,7 +627,7 @@ class DeepDubberPipeline(DiffusionPipeline):
         The duration predictor gives both when the pipeline has one (and `use_duration_predictor`); a given
         `duration_in_s` overrides its length. Otherwise the speech starts with the window and lasts
         `frames_needed` mel frames (F5-TTS's rule). The speech always fits the window."""
-        from ..models.conditioning import VIDEO_FPS, features_between
+        from ..models.conditioning import VIDEO_FPS
 
         window = segment.window_s
         shortest = len(segment.text.encode("utf-8")) / MAX_BYTES_PER_SECOND
@@ -635,19 +635,23 @@ class DeepDubberPipeline(DiffusionPipeline):
         if self.duration_predictor is not None and use_duration_predictor:
             device = self._execution_device
             dtype = self.duration_predictor.dtype
-            num = max(1, int(round(window * VIDEO_FPS)))
+            # The window's own frames, as in training (frame i of the clip at i / 10 s): its times are seconds
+            # from the first of them.
+            first = min(int(round(segment.start_s * VIDEO_FPS)), len(features) - 1 if features is not None else 0)
+            last = max(first + 1, int(round(segment.end_s * VIDEO_FPS)))
             if features is None:
-                video = torch.zeros(1, num, self.duration_predictor.config.video_dim, device=device, dtype=dtype)
+                video = torch.zeros(1, last - first, self.duration_predictor.config.video_dim, device=device,
+                                    dtype=dtype)  # fmt: skip
             else:
-                video = features_between(features, segment.start_s, segment.end_s, num)[None].to(device, dtype)
+                video = features[first:last][None].to(device, dtype)
             embeds, mask = condition if condition is not None else (None, None)
             predicted = self.duration_predictor(
                 video_features=video, text_ids=self.tokenizer.text_to_ids([segment.text]).to(device),
                 condition_embeds=embeds, condition_mask=mask,
             )  # fmt: skip
-            onset = float(predicted.onset_s[0]) * window / (num / VIDEO_FPS)
+            onset = first / VIDEO_FPS + float(predicted.onset_s[0]) - segment.start_s
             if duration_in_s is None:
-                duration = float(predicted.duration_s[0]) * window / (num / VIDEO_FPS)
+                duration = float(predicted.duration_s[0])
         if duration_in_s is not None and duration_in_s > window + 1e-6:
             raise ValueError(
                 f"`duration_in_s` {duration_in_s:.2f} s is longer than the line's window ({window:.2f} s): give a "
