@@ -300,6 +300,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vocoder_name_or_path", type=str, default=None)
     parser.add_argument("--reasoner_name_or_path", type=str, default=None,
                         help="A stage-1 reasoner folder to include in the saved pipeline.")  # fmt: skip
+    parser.add_argument("--reasoner_mode", type=str, default="cot", choices=["cot", "qa"],
+                        help="How that reasoner answers (examples/train_sft.py --mode).")
     parser.add_argument("--video_encoder_name_or_path", type=str, default=None,
                         help="A CLIP vision model with projection (e.g. openai/clip-vit-large-patch14); default: the "
                         "tiny random one, trained here.")  # fmt: skip
@@ -484,6 +486,7 @@ def main(args: argparse.Namespace) -> None:
             video_encoder=unwrapped.video_encoder, image_processor=parts["image_processor"],
             condition_encoder=None if args.no_conclusion else unwrapped.condition_encoder,
             condition_tokenizer=None if args.no_conclusion else parts["condition_tokenizer"], **reasoner,
+            reasoner_mode=args.reasoner_mode,
         )  # fmt: skip
         save_pretrained_atomically(args.output_dir, pipeline)
         logger.info(f"Saved a DeepDubberPipeline with its ControlNet and duration predictor to {args.output_dir}")

@@ -143,6 +143,11 @@ def test_the_reasoner_concludes_when_no_conclusion_is_given(tiny_reasoner, clip,
     assert type(reloaded.reasoner).__name__ == "DeepDubberReasonerForConditionalGeneration"
     assert reloaded(video=clip[0], text="Hello there.", num_inference_steps=1,
                     generator=generator()).reasoning == out.reasoning  # fmt: skip
+    # A reasoner trained to answer directly (train_sft.py --mode qa) is asked the question instead.
+    qa = DeepDubberPipeline(**{**reloaded.components, "reasoner_mode": "qa"})
+    assert qa.plan_dub(clip[0], "Hello there.").reasoning == reason(model, processor, [clip[0]], mode="qa")[0][0]
+    with pytest.raises(ValueError, match="reasoner_mode"):
+        DeepDubberPipeline(**{**reloaded.components, "reasoner_mode": "chat"})
 
 
 @pytest.fixture(scope="module")

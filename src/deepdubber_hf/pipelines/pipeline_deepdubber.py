@@ -180,6 +180,9 @@ class DeepDubberPipeline(DiffusionPipeline):
             Reasons over the frames to the conclusion (stage 1) when the caller gives none.
         reasoner_processor ([`DeepDubberReasonerProcessor`], *optional*):
             Its processor.
+        reasoner_mode (`str`, *optional*, defaults to `"cot"`):
+            How the reasoner was trained to answer: `"cot"` (the four-section reasoning) or `"qa"` (the conclusion
+            line alone, `examples/train_sft.py --mode qa`).
     """
 
     model_cpu_offload_seq = (
@@ -205,8 +208,12 @@ class DeepDubberPipeline(DiffusionPipeline):
         condition_tokenizer=None,
         reasoner=None,
         reasoner_processor=None,
+        reasoner_mode: str = "cot",
     ):
         super().__init__()
+        if reasoner_mode not in ("cot", "qa"):
+            raise ValueError(f"reasoner_mode must be 'cot' or 'qa', got {reasoner_mode!r}.")
+        self.register_to_config(reasoner_mode=reasoner_mode)
         self.register_modules(
             transformer=transformer, scheduler=scheduler, vocoder=vocoder, tokenizer=tokenizer, controlnet=controlnet,
             duration_predictor=duration_predictor, video_encoder=video_encoder, image_processor=image_processor,
@@ -596,8 +603,9 @@ class DeepDubberPipeline(DiffusionPipeline):
             return None, None
         from ..reasoner.generation import parse_response, reason
 
-        reasoning = reason(self.reasoner, self.reasoner_processor, [video])[0][0]
-        parsed = parse_response(reasoning)
+        mode = self.config.get("reasoner_mode", "cot")
+        reasoning = reason(self.reasoner, self.reasoner_processor, [video], mode=mode)[0][0]
+        parsed = parse_response(reasoning, mode)
         if not parsed:
             logger.warning(f"the reasoner's answer could not be read ({parsed.reason}): dubbing without a conclusion.")
             return None, reasoning
