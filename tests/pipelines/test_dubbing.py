@@ -177,7 +177,7 @@ ALICE: Where is the map?
 """
 
 
-def test_subtitles_dub_every_cue_in_its_window_with_its_speakers_voice(pipe, clip, voices, tmp_path):
+def test_subtitles_dub_every_cue_in_its_window_with_its_speakers_voice(pipe, clip, voices, tmp_path, monkeypatch):
     path, row = clip
     srt = tmp_path / "lines.srt"
     srt.write_text(SRT)
@@ -188,6 +188,14 @@ def test_subtitles_dub_every_cue_in_its_window_with_its_speakers_voice(pipe, cli
     assert out.segments[0]["onset_s"] >= 0.3 - 1e-6 and out.segments[0]["offset_s"] <= 1.9 + 1e-6
     assert out.segments[1]["onset_s"] >= 2.0 - 1e-6 and out.segments[1]["offset_s"] <= 3.9 + 1e-6
     assert abs(out.audios[0].shape[0] / out.sampling_rate - row["duration_s"]) < 0.05
+    # A film's many lines are sampled a batch at a time: the same plan, every line placed.
+    from deepdubber_hf.pipelines import pipeline_deepdubber
+
+    monkeypatch.setattr(pipeline_deepdubber, "LINES_PER_BATCH", 1)
+    one_by_one = pipe(video=path, subtitles=str(srt), reference_audio=[str(voices["alice"]), str(voices["bob"])],
+                      reference_text=["A voice.", "Another voice."], conclusion=CONCLUSION, num_inference_steps=1,
+                      generator=[generator(), generator()])  # fmt: skip
+    assert one_by_one.segments == out.segments and one_by_one.audios[0].shape == out.audios[0].shape
     # Voices by name, too; a missing voice is named.
     by_name = assign_voices(plan_segments(None, str(srt), 4.0), {"ALICE": "a.wav", "Bob": "b.wav"},
                             {"ALICE": "x", "Bob": "y"})  # fmt: skip

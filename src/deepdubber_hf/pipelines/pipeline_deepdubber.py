@@ -40,6 +40,9 @@ from .guidance import branch_drop_flags, combine_branches, stack_branches
 
 logger = logging.get_logger(__name__)
 
+# Lines of a video sampled together in one batch.
+LINES_PER_BATCH = 16
+
 # Speaking rate used to size the speech when there is neither a reference voice nor `duration_in_s`:
 # about 14 characters a second, ordinary English read speech.
 DEFAULT_SECONDS_PER_BYTE = 1.0 / 14.0
@@ -721,11 +724,22 @@ class DeepDubberPipeline(DiffusionPipeline):
             if plan.features is not None:
                 under_speech = features_between(plan.features, onset, onset + duration, n_new)
                 video_features.append(torch.cat([under_speech.new_zeros(n_ref, under_speech.shape[-1]), under_speech]))
-        condition = plan.condition
-        if condition is not None:  # the one conclusion, for every line
-            condition = tuple(c.expand(len(plan.segments), *c.shape[1:]) for c in condition)
-        mels = self.generate_mels([s.text for s in plan.segments], plan.prompts, plan.reference_texts, total,
-                                  sampling, video_features=video_features or None, condition=condition)  # fmt: skip
+        # The lines are sampled LINES_PER_BATCH at a time (a film's subtitles would not fit one batch).
+        count, mels = len(plan.segments), []
+        generator = sampling["generator"]
+        if isinstance(generator, list) and len(generator) != count:
+            raise ValueError(f"{len(generator)} generators were given for {count} lines: give one, or one per line.")
+        if sampling["latents"] is not None and count > LINES_PER_BATCH:
+            raise ValueError(f"`latents` cannot be given for more than {LINES_PER_BATCH} lines.")
+        for start in range(0, count, LINES_PER_BATCH):
+            part = slice(start, start + LINES_PER_BATCH)
+            size = len(plan.segments[part])
+            condition = None if plan.condition is None else tuple(
+                c.expand(size, *c.shape[1:]) for c in plan.condition)  # the one conclusion, for every line
+            chunk = {**sampling, "generator": generator[part] if isinstance(generator, list) else generator}
+            mels += self.generate_mels([s.text for s in plan.segments[part]], plan.prompts[part],
+                                       plan.reference_texts[part], total[part], chunk,
+                                       video_features=video_features[part] or None, condition=condition)  # fmt: skip
         durations = [m.shape[0] / self.frames_per_second for m in mels]
         timings = [{"text": s.text, "speaker": s.speaker, "onset_s": onset, "offset_s": onset + d}
                    for s, onset, d in zip(plan.segments, plan.onsets_s, durations)]  # fmt: skip
