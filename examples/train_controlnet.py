@@ -105,12 +105,14 @@ class DubbingDataset(torch.utils.data.Dataset):
     """A corpus row → the frames at 10 fps (processed for the video encoder), the reference mel, the speech mel,
     the texts, the conclusion text and the speech's onset and offset."""
 
-    def __init__(self, dataset, image_processor, conclusions: list[str], with_audio: bool = True):
+    def __init__(self, dataset, image_processor, conclusions: list[str], with_audio: bool = True,
+                 pad_video_s: float = 0.0):
         columns = ["video", "transcript", "turns", "reference_text"]
         self.dataset = dataset.select_columns(columns + (["audio", "reference_audio"] if with_audio else []))
         self.image_processor = image_processor
         self.conclusions = conclusions
         self.with_audio = with_audio
+        self.pad_video_s = pad_video_s
 
     def __len__(self):
         return len(self.dataset)
@@ -118,10 +120,16 @@ class DubbingDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         row = self.dataset[index]
         frames, clip_s = load_frames_at_rate(row["video"], VIDEO_FPS)
-        pixels = clip_pixels(frames, self.image_processor)  # (f, 3, s, s)
         onset, offset = speech_span(row["turns"])
+        shift = 0.0
+        if self.pad_video_s > 0:  # still frames before and after: the speech may start anywhere in a clip
+            before, after = (int(torch.randint(0, int(self.pad_video_s * VIDEO_FPS) + 1, ())) for _ in range(2))
+            frames = torch.cat([frames[:1].expand(before, -1, -1, -1), frames, frames[-1:].expand(after, -1, -1, -1)])
+            shift = before / VIDEO_FPS
+        pixels = clip_pixels(frames, self.image_processor)  # (f, 3, s, s)
         item = {"pixels": pixels, "text": row["transcript"], "reference_text": row["reference_text"],
-                "conclusion": self.conclusions[index], "onset_s": onset, "offset_s": offset}  # fmt: skip
+                "conclusion": self.conclusions[index], "onset_s": onset + shift,
+                "offset_s": offset + shift}  # fmt: skip
         if self.with_audio:  # the mels of the flow loss (not needed by the duration predictor alone)
             audio = load_audio(row["audio"], SAMPLING_RATE)
             speech, _ = rms_normalize(audio[int(onset * SAMPLING_RATE) : int(offset * SAMPLING_RATE)])
@@ -323,6 +331,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
                         "much faster; the ControlNet stays as it is (zero, or --controlnet_name_or_path's).")
     parser.add_argument("--controlnet_name_or_path", type=str, default=None,
                         help="Start from this ControlNet (e.g. the controlnet/ of an earlier run).")
+    parser.add_argument("--pad_video_s", type=float, default=0.0,
+                        help="Augmentation: up to this many seconds of still frames (the first / last, repeated) "
+                        "before and after each clip, so that the speech does not always start as far into the clip "
+                        "(the corpus cuts its clips about 0.36 s before the first word).")
     parser.add_argument("--train_batch_size", type=int, default=8)
     parser.add_argument("--max_train_steps", type=int, default=4000)
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -340,6 +352,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report_to", type=str, default="tensorboard")
     parser.add_argument("--logging_dir", type=str, default="logs")
     args = parser.parse_args(input_args)
+    if args.pad_video_s < 0:
+        raise ValueError(f"--pad_video_s must be >= 0 seconds, got {args.pad_video_s}.")
     if args.duration_predictor_only and args.no_duration_predictor:
         raise ValueError("--duration_predictor_only and --no_duration_predictor leave nothing to train: drop one.")
     for name in ("video_drop_prob", "conclusion_drop_prob", "text_drop_prob"):
@@ -408,7 +422,8 @@ def main(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise ValueError(f"the transcripts of --dataset do not fit the base model's tokenizer: {error}") from error
     loader = torch.utils.data.DataLoader(
-        DubbingDataset(dataset, parts["image_processor"], conclusions, with_audio=not args.duration_predictor_only),
+        DubbingDataset(dataset, parts["image_processor"], conclusions, with_audio=not args.duration_predictor_only,
+                       pad_video_s=args.pad_video_s),
         batch_size=args.train_batch_size,
         shuffle=True, collate_fn=DubbingCollator(tokenizer, parts["condition_tokenizer"]),
         num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed), drop_last=False,

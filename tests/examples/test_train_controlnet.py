@@ -87,9 +87,11 @@ def test_stage_2_2_trains_resumes_and_saves_a_dubbing_pipeline(tiny_corpus, base
     assert abs(dubbed.audios[0].shape[0] / dubbed.sampling_rate - clip[1]["duration_s"]) < 0.05
 
     result = run("evaluate_dubbing.py", "--model", out, "--dataset", tiny_corpus, "--dataset_config_name", "level1",
-                 "--split", "train", "--conditions", "video", "no_video", "no_duration_predictor", "--output_dir",
-                 tmp_path / "timing")  # fmt: skip
-    report = json.loads((tmp_path / "timing" / "timing.json").read_text())["results"]
+                 "--split", "train", "--conditions", "video", "no_video", "no_duration_predictor", "--pad_video_s", 1,
+                 "--output_dir", tmp_path / "timing")  # fmt: skip
+    written = json.loads((tmp_path / "timing" / "timing.json").read_text())
+    report = written["results"]
+    assert written["pad_video_s"] == 1
     assert set(report) == {"video", "no_video", "no_duration_predictor"}
     assert all(r["num_clips"] >= 1 and r["onset_mae_s"] >= 0 for r in report.values())
     assert "| video |" in result.stdout and (tmp_path / "timing" / "timing.md").is_file()
@@ -98,7 +100,7 @@ def test_stage_2_2_trains_resumes_and_saves_a_dubbing_pipeline(tiny_corpus, base
 def test_the_table_7_ablations_train_and_save_without_their_parts(tiny_corpus, base_model, tmp_path):
     out = tmp_path / "ablated"
     run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 1, "--no_video",
-        "--no_conclusion", "--no_duration_predictor")  # fmt: skip
+        "--no_conclusion", "--no_duration_predictor", "--pad_video_s", 0.5)  # fmt: skip
     assert "loss_duration" not in logged(out)[0]
     index = json.loads((out / "model_index.json").read_text())
     assert index["duration_predictor"] == [None, None] and index["condition_encoder"] == [None, None]
@@ -111,6 +113,15 @@ def test_bad_arguments_are_named(tiny_corpus, base_model, tmp_path):
     result = run("train_controlnet.py", *common(tiny_corpus, base_model, tmp_path / "o"), "--video_drop_prob", 2,
                  expect_ok=False)  # fmt: skip
     assert "not a probability" in result.stderr
+
+
+def test_the_duration_predictor_trains_alone_on_padded_clips(tiny_corpus, base_model, tmp_path):
+    out = tmp_path / "timing_only"
+    run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 2,
+        "--duration_predictor_only", "--pad_video_s", 1.0)  # fmt: skip
+    assert all(set(e) == {"step", "loss", "loss_duration", "lr"} for e in logged(out))
+    pipe = DeepDubberPipeline.from_pretrained(out)
+    assert all(float(p.abs().sum()) == 0 for p in pipe.controlnet.controlnet_blocks.parameters())  # left as it was
 
 
 def test_mouth_motion_ground_truth_and_errors():
