@@ -101,6 +101,16 @@ def speech_span(turns: list) -> tuple[float, float]:
     return min(t["start_s"] for t in turns), max(t["end_s"] for t in turns)
 
 
+def mouth_activity(mouth_openness, fps, num_frames: int) -> torch.Tensor:
+    """Per video frame at 10 fps: 1.0 when a mouth is open (someone visibly speaks), 0.0 when none is, -1.0 when
+    the dataset has no `mouth_openness` (the label is then ignored)."""
+    if not mouth_openness or not fps:
+        return torch.full((num_frames,), -1.0)
+    open_any = torch.tensor(mouth_openness, dtype=torch.float32).amax(dim=0) > 0  # (frames at fps,)
+    index = (torch.arange(num_frames) / VIDEO_FPS * fps).round().long().clamp(max=open_any.shape[0] - 1)
+    return open_any[index].float()
+
+
 class DubbingDataset(torch.utils.data.Dataset):
     """A corpus row → the frames at 10 fps (processed for the video encoder), the reference mel, the speech mel,
     the texts, the conclusion text and the speech's onset and offset."""
@@ -108,6 +118,7 @@ class DubbingDataset(torch.utils.data.Dataset):
     def __init__(self, dataset, image_processor, conclusions: list[str], with_audio: bool = True,
                  pad_video_s: float = 0.0):
         columns = ["video", "transcript", "turns", "reference_text"]
+        columns += [c for c in ("mouth_openness", "fps") if c in dataset.column_names]
         self.dataset = dataset.select_columns(columns + (["audio", "reference_audio"] if with_audio else []))
         self.image_processor = image_processor
         self.conclusions = conclusions
@@ -121,15 +132,17 @@ class DubbingDataset(torch.utils.data.Dataset):
         row = self.dataset[index]
         frames, clip_s = load_frames_at_rate(row["video"], VIDEO_FPS)
         onset, offset = speech_span(row["turns"])
+        activity = mouth_activity(row.get("mouth_openness"), row.get("fps"), frames.shape[0])
         shift = 0.0
         if self.pad_video_s > 0:  # still frames before and after: the speech may start anywhere in a clip
             before, after = (int(torch.randint(0, int(self.pad_video_s * VIDEO_FPS) + 1, ())) for _ in range(2))
             frames = torch.cat([frames[:1].expand(before, -1, -1, -1), frames, frames[-1:].expand(after, -1, -1, -1)])
+            activity = torch.cat([activity.new_zeros(before), activity, activity.new_zeros(after)])
             shift = before / VIDEO_FPS
         pixels = clip_pixels(frames, self.image_processor)  # (f, 3, s, s)
         item = {"pixels": pixels, "text": row["transcript"], "reference_text": row["reference_text"],
-                "conclusion": self.conclusions[index], "onset_s": onset + shift,
-                "offset_s": offset + shift}  # fmt: skip
+                "conclusion": self.conclusions[index], "onset_s": onset + shift, "offset_s": offset + shift,
+                "activity": activity}  # fmt: skip
         if self.with_audio:  # the mels of the flow loss (not needed by the duration predictor alone)
             audio = load_audio(row["audio"], SAMPLING_RATE)
             speech, _ = rms_normalize(audio[int(onset * SAMPLING_RATE) : int(offset * SAMPLING_RATE)])
@@ -156,6 +169,8 @@ class DubbingCollator:
             "condition_mask": conditions["attention_mask"].bool(),
             "onset_s": torch.tensor([item["onset_s"] for item in items]),
             "offset_s": torch.tensor([item["offset_s"] for item in items]),
+            "activity": torch.nn.utils.rnn.pad_sequence([item["activity"] for item in items], batch_first=True,
+                                                        padding_value=-1.0),  # fmt: skip
         }
         if "speech_mel" in items[0]:
             batch["mel"] = torch.nn.utils.rnn.pad_sequence(
@@ -180,6 +195,8 @@ class Dubber(torch.nn.Module):
         super().__init__()
         self.controlnet, self.duration_predictor = controlnet, duration_predictor
         self.video_encoder, self.condition_encoder = video_encoder, condition_encoder
+        # Training-only: reads "a mouth is open" from each frame's features (not saved with the pipeline).
+        self.activity_head = torch.nn.Linear(video_encoder.config.projection_dim, 1)
         self.frozen = [transformer]  # a plain list: not a submodule, so neither DDP nor the optimiser sees it
 
     def video_features(self, pixels, video_mask):
@@ -190,11 +207,15 @@ class Dubber(torch.nn.Module):
         return features
 
     def forward(self, batch, drops, duration_weight: float, use_duration_predictor: bool, use_flow: bool = True,
-                generator=None):
+                activity_weight: float = 0.0, generator=None):
         features = self.video_features(batch["pixels"], batch["video_mask"])  # (b, f, dv)
         condition = self.condition_encoder(input_ids=batch["condition_ids"],
                                            attention_mask=batch["condition_mask"]).last_hidden_state  # fmt: skip
         losses = {}
+        labelled = batch["video_mask"] & (batch["activity"] >= 0)
+        if activity_weight > 0 and labelled.any():
+            logits = self.activity_head(features[labelled]).squeeze(-1)
+            losses["activity"] = F.binary_cross_entropy_with_logits(logits, batch["activity"][labelled])
         if use_flow:
             losses["flow"] = self.flow_loss(batch, drops, features, condition, generator)
         if use_duration_predictor:
@@ -208,6 +229,7 @@ class Dubber(torch.nn.Module):
             )  # fmt: skip
             losses["duration"] = out.loss
         loss = losses.get("flow", 0.0) + duration_weight * losses.get("duration", 0.0)
+        loss = loss + activity_weight * losses.get("activity", 0.0)
         return loss, losses
 
     def flow_loss(self, batch, drops, features, condition, generator=None):
@@ -319,6 +341,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--freeze_condition_encoder", action="store_true")
     parser.add_argument("--controlnet_layers", type=int, default=2, help="DiT blocks the ControlNet copies.")
     parser.add_argument("--duration_weight", type=float, default=1.0, help="Weight of L_dur beside the flow loss.")
+    parser.add_argument("--activity_weight", type=float, default=1.0,
+                        help="Weight of an auxiliary loss that teaches the video encoder, frame by frame, whether a "
+                        "mouth is open (the corpus's `mouth_openness`); 0 disables it. A randomly initialised tiny "
+                        "CLIP does not find the mouths from the duration loss alone.")
     parser.add_argument("--video_drop_prob", type=float, default=0.05)
     parser.add_argument("--conclusion_drop_prob", type=float, default=0.05)
     parser.add_argument("--text_drop_prob", type=float, default=0.05, help="Drops the script and the prompt voice.")
@@ -408,12 +434,17 @@ def main(args: argparse.Namespace) -> None:
         model.controlnet.load_state_dict(start.state_dict())
     if args.duration_predictor_only:
         freeze_module(model.controlnet)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    logger.info(f"Training {sum(p.numel() for p in trainable) / 1e6:.2f}M parameters beside a frozen DiT of "
-                f"{sum(p.numel() for p in transformer.parameters()) / 1e6:.2f}M.")  # fmt: skip
 
     # 2. Data.
     dataset = load_corpus(args)
+    activity_weight = args.activity_weight
+    if args.no_video or "mouth_openness" not in dataset.column_names:
+        activity_weight = 0.0  # nothing to teach the video encoder, or no labels to teach it with
+    if activity_weight == 0:
+        freeze_module(model.activity_head)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    logger.info(f"Training {sum(p.numel() for p in trainable) / 1e6:.2f}M parameters beside a frozen DiT of "
+                f"{sum(p.numel() for p in transformer.parameters()) / 1e6:.2f}M.")  # fmt: skip
     if args.max_train_samples is not None:
         dataset = dataset.select(range(min(args.max_train_samples, len(dataset))))
     conclusions = [c.to_text() for c in reference_conclusions(dataset)]
@@ -461,7 +492,8 @@ def main(args: argparse.Namespace) -> None:
             with accelerator.accumulate(model):
                 drops = sample_drops(batch["pixels"].shape[0], args, accelerator.device)
                 loss, parts_of_loss = model(batch, drops, args.duration_weight, not args.no_duration_predictor,
-                                            use_flow=not args.duration_predictor_only)
+                                            use_flow=not args.duration_predictor_only,
+                                            activity_weight=activity_weight)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable, args.max_grad_norm)

@@ -64,7 +64,8 @@ def test_stage_2_2_trains_resumes_and_saves_a_dubbing_pipeline(tiny_corpus, base
     run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 2)
     log = logged(out)
     assert [e["step"] for e in log] == [1, 2]
-    assert all(e["loss"] == pytest.approx(e["loss_flow"] + e["loss_duration"], rel=1e-4) for e in log)
+    assert all(e["loss"] == pytest.approx(e["loss_flow"] + e["loss_duration"] + e["loss_activity"], rel=1e-4)
+               for e in log)  # fmt: skip
     assert (out / "checkpoint-2").is_dir() and not [n for n in os.listdir(out) if n.startswith("tmp")]
     controlnet_after_2 = load_file(str(out / "controlnet" / "diffusion_pytorch_model.safetensors"))
 
@@ -101,7 +102,7 @@ def test_the_table_7_ablations_train_and_save_without_their_parts(tiny_corpus, b
     out = tmp_path / "ablated"
     run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 1, "--no_video",
         "--no_conclusion", "--no_duration_predictor", "--pad_video_s", 0.5)  # fmt: skip
-    assert "loss_duration" not in logged(out)[0]
+    assert "loss_duration" not in logged(out)[0] and "loss_activity" not in logged(out)[0]
     index = json.loads((out / "model_index.json").read_text())
     assert index["duration_predictor"] == [None, None] and index["condition_encoder"] == [None, None]
     assert index["controlnet"][1] == "DeepDubberControlNetModel"
@@ -119,7 +120,7 @@ def test_the_duration_predictor_trains_alone_on_padded_clips(tiny_corpus, base_m
     out = tmp_path / "timing_only"
     run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 2,
         "--duration_predictor_only", "--pad_video_s", 1.0)  # fmt: skip
-    assert all(set(e) == {"step", "loss", "loss_duration", "lr"} for e in logged(out))
+    assert all(set(e) == {"step", "loss", "loss_duration", "loss_activity", "lr"} for e in logged(out))
     pipe = DeepDubberPipeline.from_pretrained(out)
     assert all(float(p.abs().sum()) == 0 for p in pipe.controlnet.controlnet_blocks.parameters())  # left as it was
 
