@@ -44,7 +44,7 @@ import torch.nn.functional as F
 import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 from train_tts import check_launch, load_vocoder
@@ -406,6 +406,9 @@ def main(args: argparse.Namespace) -> None:
                                             logging_dir=os.path.join(args.output_dir, args.logging_dir)),
         # A dropped video or conclusion still routes every parameter through the graph (times zero).
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.no_duration_predictor)],
+        # The shuffled order of an epoch follows from the seed and the epoch: a resumed run skips exactly the
+        # batches it had trained on.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )  # fmt: skip
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     for library in (datasets, transformers):
@@ -457,7 +460,7 @@ def main(args: argparse.Namespace) -> None:
                        pad_video_s=args.pad_video_s),
         batch_size=args.train_batch_size,
         shuffle=True, collate_fn=DubbingCollator(tokenizer, parts["condition_tokenizer"]),
-        num_workers=args.dataloader_num_workers, generator=torch.Generator().manual_seed(args.seed), drop_last=False,
+        num_workers=args.dataloader_num_workers, drop_last=False,
     )  # fmt: skip
 
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=1e-2)

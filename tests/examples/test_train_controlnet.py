@@ -72,6 +72,10 @@ def test_stage_2_2_trains_resumes_and_saves_a_dubbing_pipeline(tiny_corpus, base
     run("train_controlnet.py", *common(tiny_corpus, base_model, out), "--max_train_steps", 3,
         "--resume_from_checkpoint", "latest")  # fmt: skip
     assert [e["step"] for e in logged(out)] == [1, 2, 3]
+    # The resumed run's third batch is the one an uninterrupted run trains on (the seeded shuffle).
+    straight = tmp_path / "straight"
+    run("train_controlnet.py", *common(tiny_corpus, base_model, straight), "--max_train_steps", 3)
+    assert logged(out)[2]["loss_activity"] == pytest.approx(logged(straight)[2]["loss_activity"], rel=1e-5)
     controlnet_after_3 = load_file(str(out / "controlnet" / "diffusion_pytorch_model.safetensors"))
     assert any(not torch.equal(controlnet_after_2[k], controlnet_after_3[k]) for k in controlnet_after_2)
     # The zero-initialised output layers have moved: the ControlNet now speaks to the DiT.
