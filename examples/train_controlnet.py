@@ -51,7 +51,7 @@ from train_tts import check_launch, load_vocoder
 
 from deepdubber_hf.audio import SAMPLING_RATE, load_audio, log_mel_spectrogram, rms_normalize
 from deepdubber_hf.evaluation.reasoning import reference_conclusions
-from deepdubber_hf.models.conditioning import VIDEO_FPS, clip_pixels, features_between, load_frames_at_rate
+from deepdubber_hf.models.conditioning import VIDEO_FPS, clip_pixels, load_frames_at_rate, video_under_speech
 from deepdubber_hf.models.controlnet_dit import DeepDubberControlNetModel
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
 from deepdubber_hf.pipelines.dubbing import dubbing_components
@@ -244,10 +244,9 @@ class Dubber(torch.nn.Module):
         rows = []
         for i in range(b):
             frames = int(batch["video_mask"][i].sum())
-            under = features_between(features[i, :frames], float(batch["onset_s"][i]), float(batch["offset_s"][i]),
-                                     int(n_new[i]))  # fmt: skip
-            rows.append(F.pad(torch.cat([under.new_zeros(int(n_ref[i]), under.shape[-1]), under]),
-                              (0, 0, 0, n - int(n_ref[i] + n_new[i]))))  # fmt: skip
+            row = video_under_speech(features[i, :frames], float(batch["onset_s"][i]), float(batch["offset_s"][i]),
+                                     int(n_ref[i]), int(n_new[i]))  # fmt: skip
+            rows.append(F.pad(row, (0, 0, 0, n - row.shape[0])))
         video = torch.stack(rows)  # (b, n, dv)
 
         positions = torch.arange(n, device=device)[None]

@@ -93,8 +93,13 @@ def resample(waveform: torch.Tensor, orig_sampling_rate: int, sampling_rate: int
     return torchaudio.functional.resample(waveform, int(orig_sampling_rate), int(sampling_rate))
 
 
-def _to_mono(samples: torch.Tensor) -> torch.Tensor:
+def _to_mono(samples: torch.Tensor, require_mono: bool = False) -> torch.Tensor:
     samples = torch.as_tensor(samples, dtype=torch.float32)
+    if samples.ndim == 2 and require_mono and samples.shape[0] > 1:
+        raise ValueError(
+            f"the audio has {samples.shape[0]} channels: give a mono recording of one voice (e.g. "
+            "`ffmpeg -i voice.wav -ac 1 voice_mono.wav`)."
+        )
     if samples.ndim == 2:  # (channels, samples) as torchcodec decodes
         samples = samples.mean(dim=0)
     if samples.ndim != 1:
@@ -102,7 +107,7 @@ def _to_mono(samples: torch.Tensor) -> torch.Tensor:
     return samples
 
 
-def load_audio(audio: AudioInput, sampling_rate: int = SAMPLING_RATE) -> torch.Tensor:
+def load_audio(audio: AudioInput, sampling_rate: int = SAMPLING_RATE, require_mono: bool = False) -> torch.Tensor:
     """Load audio as a mono float32 waveform ``(nw,)`` at `sampling_rate`.
 
     Args:
@@ -113,6 +118,8 @@ def load_audio(audio: AudioInput, sampling_rate: int = SAMPLING_RATE) -> torch.T
             already at `sampling_rate`.
         sampling_rate (`int`, *optional*, defaults to 24000):
             Rate of the returned waveform.
+        require_mono (`bool`, *optional*, defaults to `False`):
+            Refuse audio with several channels (a `ValueError` naming the fix) instead of averaging them.
     """
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
@@ -124,20 +131,20 @@ def load_audio(audio: AudioInput, sampling_rate: int = SAMPLING_RATE) -> torch.T
             decoded = AudioDecoder(path).get_all_samples()
         except Exception as error:  # torchcodec raises RuntimeError/ValueError for undecodable files
             raise ValueError(f"could not decode audio file {path!r} ({error}); convert it to wav first.") from error
-        return resample(_to_mono(decoded.data), decoded.sample_rate, sampling_rate)
+        return resample(_to_mono(decoded.data, require_mono), decoded.sample_rate, sampling_rate)
     if isinstance(audio, dict):
         if "array" not in audio or "sampling_rate" not in audio:
             raise ValueError("an audio dict needs the keys 'array' and 'sampling_rate' (the datasets Audio form).")
-        return resample(_to_mono(torch.as_tensor(audio["array"])), audio["sampling_rate"], sampling_rate)
+        return resample(_to_mono(torch.as_tensor(audio["array"]), require_mono), audio["sampling_rate"], sampling_rate)
     if isinstance(audio, tuple):
         if len(audio) != 2:
             raise ValueError("an audio tuple must be (waveform, sampling_rate).")
-        return resample(_to_mono(torch.as_tensor(audio[0])), audio[1], sampling_rate)
+        return resample(_to_mono(torch.as_tensor(audio[0]), require_mono), audio[1], sampling_rate)
     if hasattr(audio, "get_all_samples"):  # torchcodec AudioDecoder, as `datasets` returns it
         decoded = audio.get_all_samples()
-        return resample(_to_mono(decoded.data), decoded.sample_rate, sampling_rate)
+        return resample(_to_mono(decoded.data, require_mono), decoded.sample_rate, sampling_rate)
     if isinstance(audio, (np.ndarray, torch.Tensor)):
-        return _to_mono(torch.as_tensor(audio))
+        return _to_mono(torch.as_tensor(audio), require_mono)
     raise TypeError(
         f"unsupported audio input of type {type(audio).__name__}: pass a path, (waveform, sampling_rate), "
         "a datasets Audio dict or a 1-D waveform."

@@ -119,6 +119,14 @@ def features_between(features: torch.Tensor, start_s: float, end_s: float, num_f
     return features[low] * (1 - weight) + features[high] * weight
 
 
+def video_under_speech(features: torch.Tensor, onset_s: float, offset_s: float, num_reference_frames: int,
+                       num_speech_frames: int, fps: float = VIDEO_FPS) -> torch.Tensor:
+    """The ControlNet's video input for one prompt, `(num_reference_frames + num_speech_frames, d)` at the mel rate:
+    zeros under the reference voice, then the clip's features `(f, d)` from `onset_s` to `offset_s`."""
+    under = features_between(features, onset_s, offset_s, num_speech_frames, fps)
+    return torch.cat([under.new_zeros(num_reference_frames, under.shape[-1]), under])
+
+
 def condition_words() -> list[str]:
     """Every word of every `DubbingConclusion.to_text()` (scene types, genders, ages, emotions, counts, labels)."""
     from ..reasoner.cot import DubbingConclusion
@@ -187,4 +195,5 @@ __all__ = [
     "resample_features",
     "tiny_condition_encoder",
     "tiny_video_encoder",
+    "video_under_speech",
 ]

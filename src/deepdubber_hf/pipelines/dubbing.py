@@ -153,31 +153,6 @@ def check_reference_waveform(waveform: torch.Tensor, sampling_rate: int) -> None
         raise ValueError("`reference_audio` is silent: give a recording of the voice speaking.")
 
 
-def reference_channels(reference) -> int:
-    """How many channels a reference voice has (1 for a mono waveform)."""
-    if isinstance(reference, (str, os.PathLike)):
-        if not os.path.isfile(reference):
-            raise FileNotFoundError(
-                f"`reference_audio` {os.fspath(reference)!r} does not exist: pass the path of a wav/flac/mp3 file."
-            )
-        from torchcodec.decoders import AudioDecoder
-
-        try:
-            return int(AudioDecoder(os.fspath(reference)).metadata.num_channels or 1)
-        except Exception as error:
-            raise ValueError(
-                f"could not decode `reference_audio` {os.fspath(reference)!r} ({error}); convert it to wav first."
-            ) from error
-    if isinstance(reference, tuple):
-        reference = reference[0]
-    elif isinstance(reference, dict):
-        reference = reference.get("array")
-    elif hasattr(reference, "get_all_samples"):
-        return int(reference.metadata.num_channels or 1)
-    shape = tuple(np.shape(reference)) if reference is not None else ()
-    return 1 if len(shape) < 2 else min(shape)
-
-
 def assemble_track(pieces: list[tuple[float, np.ndarray]], duration_s: float, sampling_rate: int) -> np.ndarray:
     """One mono track of `duration_s` with each `(onset_s, waveform)` piece added at its onset (cut at the end)."""
     track = np.zeros(int(round(duration_s * sampling_rate)), dtype=np.float32)
@@ -284,5 +259,4 @@ __all__ = [
     "dubbing_components",
     "mux_audio_into_video",
     "plan_segments",
-    "reference_channels",
 ]

@@ -34,7 +34,6 @@ from .dubbing import (
     check_reference_waveform,
     mux_audio_into_video,
     plan_segments,
-    reference_channels,
 )
 from .guidance import branch_drop_flags, combine_branches, stack_branches
 
@@ -269,13 +268,10 @@ class DeepDubberPipeline(DiffusionPipeline):
         """Reference voice → (mel (n_ref, c), original RMS). No reference → an empty mel and the target RMS."""
         if reference_audio is None:
             return torch.zeros(0, self.transformer.config.in_channels, device=device, dtype=dtype), TARGET_RMS
-        channels = reference_channels(reference_audio)
-        if channels > 1:
-            raise ValueError(
-                f"`reference_audio` has {channels} channels: give a mono recording of one voice (e.g. "
-                "`ffmpeg -i voice.wav -ac 1 voice_mono.wav`)."
-            )
-        waveform = load_audio(reference_audio, self.sampling_rate)
+        try:
+            waveform = load_audio(reference_audio, self.sampling_rate, require_mono=True)
+        except ValueError as error:
+            raise ValueError(f"`reference_audio`: {error}") from error
         check_reference_waveform(waveform, self.sampling_rate)
         waveform, rms = rms_normalize(waveform)
         mel = log_mel_spectrogram(waveform.to(device), self.sampling_rate).T.to(dtype)  # (n_ref, c)
@@ -710,7 +706,7 @@ class DeepDubberPipeline(DiffusionPipeline):
 
     def _dub(self, text, video, reference_audio, reference_text, conclusion, subtitles, duration_in_s, use_video,
              use_conclusion, use_duration_predictor, output_type, sampling):
-        from ..models.conditioning import features_between
+        from ..models.conditioning import video_under_speech
 
         self.check_sampling_inputs(sampling["speed"], sampling["num_inference_steps"], output_type,
                                    sampling["callback_on_step_end_tensor_inputs"])  # fmt: skip
@@ -722,8 +718,7 @@ class DeepDubberPipeline(DiffusionPipeline):
             n_ref, n_new = prompt.shape[0], max(1, int(duration * self.frames_per_second + 1e-6))
             total.append(n_ref + n_new)
             if plan.features is not None:
-                under_speech = features_between(plan.features, onset, onset + duration, n_new)
-                video_features.append(torch.cat([under_speech.new_zeros(n_ref, under_speech.shape[-1]), under_speech]))
+                video_features.append(video_under_speech(plan.features, onset, onset + duration, n_ref, n_new))
         # The lines are sampled LINES_PER_BATCH at a time (a film's subtitles would not fit one batch).
         count, mels = len(plan.segments), []
         generator = sampling["generator"]
