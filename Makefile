@@ -20,9 +20,11 @@ system-deps:
 	fi
 
 $(STAMP): setup.py constraints.txt
+	@$(PYTHON) -c 'import shutil, sys; free = shutil.disk_usage(".").free / 2**30; \
+	sys.exit(0 if free >= 8 else f"only {free:.1f} GiB free here: the install needs about 8 GiB (torch and its libraries); free some disk and retry")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e ".[dev,eval,data,train]"
-	$(PIP) install -q -c constraints.txt --no-deps f5-tts==1.1.22
+	$(PIP) install -q --no-cache-dir -c constraints.txt -e ".[dev,eval,data,train]"
+	$(PIP) install -q --no-cache-dir -c constraints.txt --no-deps f5-tts==1.1.22
 	touch $(STAMP)
 
 venv: $(STAMP)

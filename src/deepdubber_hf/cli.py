@@ -34,7 +34,8 @@ def _tiny_untrained_pipeline(text: str, dubbing: bool = False):
 
     torch.manual_seed(0)
     characters = sorted(set(text) | set(" abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,?!'-"))
-    tokenizer = DeepDubberTokenizer.from_texts(["".join(characters)], tempfile.mkdtemp(prefix="deepdubber-vocab-"))
+    with tempfile.TemporaryDirectory(prefix="deepdubber-vocab-") as vocab_dir:
+        tokenizer = DeepDubberTokenizer.from_texts(["".join(characters)], vocab_dir)
     transformer = DiTTransformerModel(
         num_layers=2, num_attention_heads=2, attention_head_dim=32, vocab_size=tokenizer.vocab_size,
         text_embed_dim=32, num_text_conv_layers=1,
