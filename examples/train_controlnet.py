@@ -7,7 +7,13 @@ Trained together, on the procedural corpus (or any dataset with its columns):
 - the duration predictor (eq. 18-19), which learns from the video, the script and the conclusion when the speech
   starts and ends in the clip (L1 on onset and offset, in seconds);
 - the video encoder (a CLIP vision model at 10 frames a second) and the conclusion's T5 encoder, unless frozen
-  (`--freeze_video_encoder`, `--freeze_condition_encoder`; sensible with real CLIP / T5 weights).
+  (`--freeze_video_encoder`, `--freeze_condition_encoder`; sensible with real CLIP / T5 weights). The tiny
+  default CLIP reads each frame with its difference from the previous one (`clip_pixels`), and an auxiliary loss
+  (`--activity_weight`) teaches it whether a mouth is open in each frame.
+
+For the speech to be placed by the mouths and not by where the clip starts, `--pad_video_s` holds each clip's first
+and last frame for a random time, and `--frame_noise` keeps those held frames from being exactly alike (the clip's
+own frames never are). Measured in benchmarks/RESULTS.md ("Speech timing against the mouths").
 
 Each training example is one clip: its speech span (first word to last, from the corpus's `turns`) is the mel to
 generate, after the clip's reference voice (`reference_audio`, `reference_text`) as the F5-TTS prompt; the video
@@ -116,7 +122,7 @@ class DubbingDataset(torch.utils.data.Dataset):
     the texts, the conclusion text and the speech's onset and offset."""
 
     def __init__(self, dataset, image_processor, conclusions: list[str], with_audio: bool = True,
-                 pad_video_s: float = 0.0):
+                 pad_video_s: float = 0.0, num_channels: int = 3, frame_noise: float = 0.0):
         columns = ["video", "transcript", "turns", "reference_text"]
         columns += [c for c in ("mouth_openness", "fps") if c in dataset.column_names]
         self.dataset = dataset.select_columns(columns + (["audio", "reference_audio"] if with_audio else []))
@@ -124,6 +130,8 @@ class DubbingDataset(torch.utils.data.Dataset):
         self.conclusions = conclusions
         self.with_audio = with_audio
         self.pad_video_s = pad_video_s
+        self.num_channels = num_channels
+        self.frame_noise = frame_noise
 
     def __len__(self):
         return len(self.dataset)
@@ -139,7 +147,11 @@ class DubbingDataset(torch.utils.data.Dataset):
             frames = torch.cat([frames[:1].expand(before, -1, -1, -1), frames, frames[-1:].expand(after, -1, -1, -1)])
             activity = torch.cat([activity.new_zeros(before), activity, activity.new_zeros(after)])
             shift = before / VIDEO_FPS
-        pixels = clip_pixels(frames, self.image_processor)  # (f, 3, s, s)
+        if self.frame_noise > 0:  # no two frames exactly alike, held ones included, as in footage
+            generator = torch.Generator().manual_seed(index)  # the clip's own: a resumed run draws the same
+            noise = torch.randn(frames.shape, generator=generator)
+            frames = (frames.float() + self.frame_noise * noise).round().clamp(0, 255)
+        pixels = clip_pixels(frames, self.image_processor, self.num_channels)  # (f, c, s, s)
         item = {"pixels": pixels, "text": row["transcript"], "reference_text": row["reference_text"],
                 "conclusion": self.conclusions[index], "onset_s": onset + shift, "offset_s": offset + shift,
                 "activity": activity}  # fmt: skip
@@ -360,6 +372,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
                         help="Augmentation: up to this many seconds of still frames (the first / last, repeated) "
                         "before and after each clip, so that the speech does not always start as far into the clip "
                         "(the corpus cuts its clips about 0.36 s before the first word).")
+    parser.add_argument("--frame_noise", type=float, default=1.0,
+                        help="Augmentation: Gaussian noise of this many grey levels on every frame. Held frames are "
+                        "otherwise exactly alike and the clip's own are not (compression), which a motion-reading "
+                        "encoder takes for where the clip starts instead of reading the mouths; 0 disables it.")
     parser.add_argument("--train_batch_size", type=int, default=8)
     parser.add_argument("--max_train_steps", type=int, default=4000)
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -379,6 +395,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(input_args)
     if args.pad_video_s < 0:
         raise ValueError(f"--pad_video_s must be >= 0 seconds, got {args.pad_video_s}.")
+    if args.frame_noise < 0:
+        raise ValueError(f"--frame_noise must be >= 0 grey levels, got {args.frame_noise}.")
     if args.duration_predictor_only and args.no_duration_predictor:
         raise ValueError("--duration_predictor_only and --no_duration_predictor leave nothing to train: drop one.")
     for name in ("video_drop_prob", "conclusion_drop_prob", "text_drop_prob"):
@@ -456,7 +474,8 @@ def main(args: argparse.Namespace) -> None:
         raise ValueError(f"the transcripts of --dataset do not fit the base model's tokenizer: {error}") from error
     loader = torch.utils.data.DataLoader(
         DubbingDataset(dataset, parts["image_processor"], conclusions, with_audio=not args.duration_predictor_only,
-                       pad_video_s=args.pad_video_s),
+                       pad_video_s=args.pad_video_s, num_channels=parts["video_encoder"].config.num_channels,
+                       frame_noise=args.frame_noise),
         batch_size=args.train_batch_size,
         shuffle=True, collate_fn=DubbingCollator(tokenizer, parts["condition_tokenizer"]),
         num_workers=args.dataloader_num_workers, drop_last=False,

@@ -78,3 +78,21 @@ def test_features_between_sample_a_stretch_of_the_clip():
     assert torch.allclose(stretch[:, 0], torch.tensor([2.5, 3.5, 4.5, 5.5]))
     assert torch.allclose(features_between(features, 0.85, 2.0, 2)[:, 0], torch.tensor([9.0, 9.0]))  # held
     assert features_between(features, 0.0, 1.0, 0).shape == (0, 3)
+
+
+def test_motion_channels_hold_the_difference_from_the_previous_frame(clip):
+    frames, _ = load_frames_at_rate(clip[0])
+    encoder, processor = tiny_video_encoder()
+    assert encoder.config.num_channels == 6
+    still = torch.cat([frames[:1].expand(3, -1, -1, -1), frames[:5]])  # a held frame, then the clip moving
+    pixels = clip_pixels(still, processor, num_channels=6)
+    assert torch.equal(pixels[:, :3], clip_pixels(still, processor))
+    assert pixels[:4, 3:].abs().max() == 0  # nothing moves over the held frames (and the first has no previous)
+    assert torch.allclose(pixels[5, 3:], pixels[5, :3] - pixels[4, :3])
+    with pytest.raises(ValueError, match="3 \\(RGB\\) or 6"):
+        clip_pixels(frames, processor, num_channels=4)
+    # Encoded in chunks, each chunk's first difference is still taken against the frame before it.
+    torch.manual_seed(0)
+    encoder = encoder.eval()
+    assert torch.allclose(encode_frames(encoder, processor, frames, batch_size=4),
+                          encode_frames(encoder, processor, frames, batch_size=64), atol=1e-5)  # fmt: skip

@@ -668,6 +668,7 @@ class DeepDubberPipeline(DiffusionPipeline):
         onset = min(max(onset, 0.0), window - duration)
         return segment.start_s + onset, duration
 
+    @torch.no_grad()
     def plan_dub(self, video, text=None, subtitles=None, reference_audio=None, reference_text=None, conclusion=None,
                  duration_in_s=None, use_video=True, use_conclusion=True, use_duration_predictor=True,
                  speed: float = 1.0) -> "DubPlan":
