@@ -29,8 +29,8 @@ TINY_CLIP_VISION_CONFIG = {
     "image_size": 96,  # a mouth of the corpus (12 x 8 pixels in a 160 x 128 frame) keeps 7 x 6 pixels
     "patch_size": 12,
     # Each frame and its difference from the previous one (see `clip_pixels`): a CLIP this small, trained from
-    # scratch, tells an open mouth from a closed one in 68 % of held-out frames from the frame alone, in 73 % and
-    # still rising with the difference (benchmarks/RESULTS.md).
+    # scratch, tells an open mouth from a closed one in 65 % of held-out frames from the frame alone and in 73 % with
+    # the difference, after 600 steps (benchmarks/benchmark_video_channels.py, benchmarks/RESULTS.md).
     "num_channels": 6,
 }
 TINY_T5_CONFIG = {
