@@ -23,7 +23,12 @@ from tqdm.auto import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from benchmark_sampling import cpu_name
-from deepdubber_hf.models.conditioning import TINY_CLIP_VISION_CONFIG, clip_pixels, load_frames_at_rate
+from deepdubber_hf.models.conditioning import (
+    TINY_CLIP_VISION_CONFIG,
+    clip_pixels,
+    load_frames_at_rate,
+    tiny_video_encoder,
+)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 from train_controlnet import mouth_activity  # noqa: E402  (the labels stage 2.2 trains with)
@@ -53,11 +58,7 @@ def main():
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     args = parser.parse_args()
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    config = CLIPVisionConfig(**TINY_CLIP_VISION_CONFIG)
-    size = config.image_size
-    from transformers import CLIPImageProcessor
-
-    processor = CLIPImageProcessor(size={"height": size, "width": size}, do_center_crop=False)
+    _, processor = tiny_video_encoder()  # the default's image processing
     train, train_labels = decode(load_dataset(args.dataset, "level1", split="train"), args.num_train_clips, processor)
     test, test_labels = decode(load_dataset(args.eval_dataset, "level1", split="test"), 10**9, processor)
     train, test = torch.cat(train), torch.cat(test)  # 1200 clips: about 42 000 frames, 4.6 GB
