@@ -7,6 +7,8 @@
     deepdubber dub clip.mp4 --text "Where did you put the map?" -o dubbed.mp4
     deepdubber dub film.mp4 --subtitles lines.srt --reference-audio alice.wav bob.wav \
         --reference-text "..." "..." --model runs/dubber -o dubbed.mp4
+    deepdubber listening-test build samples.csv nmos_test/ --kind nmos --seed 0
+    deepdubber listening-test score nmos_test/key.json ratings-*.csv --json nmos.json
 """
 
 from __future__ import annotations
@@ -181,6 +183,26 @@ def cmd_reason(args) -> int:
     return 0 if parsed else 1
 
 
+def cmd_listening_test(args) -> int:
+    import json
+
+    from .evaluation.subjective import build_listening_test, read_manifest, results_to_markdown, score_listening_test
+
+    if args.action == "build":
+        key = build_listening_test(read_manifest(args.manifest), args.output_dir, kind=args.kind, seed=args.seed,
+                                   title=args.title)  # fmt: skip
+        print(f"wrote a {args.kind.upper()} test of {len(key['items'])} items (test {key['test_id']}): send raters "
+              f"{os.path.join(args.output_dir, 'index.html')} and media/; keep key.json private, it names the systems")
+        return 0
+    results = score_listening_test(args.ratings, args.key)
+    print(results_to_markdown(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2, ensure_ascii=False)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepdubber", description="DeepDubber-HF: movie dubbing toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     dub.add_argument("--no-conclusion", action="store_true", help="Ablation: no conclusion condition.")
     dub.add_argument("--no-duration-predictor", action="store_true", help="Ablation: F5-TTS's length rule.")
     dub.set_defaults(func=cmd_dub)
+
+    test = sub.add_parser("listening-test", help="Build and score NMOS / SMOS listening tests (a static web page).")
+    test_sub = test.add_subparsers(dest="action", required=True)
+    build = test_sub.add_parser("build", help="Write the page, the media under opaque names and the private key.")
+    build.add_argument("manifest", help="A .csv or .jsonl with id, system, audio or video, [reference], [text].")
+    build.add_argument("output_dir", help="The test folder (new or empty).")
+    build.add_argument("--kind", choices=["nmos", "smos"], default="nmos", help="Naturalness or voice similarity.")
+    build.add_argument("--seed", type=int, default=0, help="Seed of the presentation order.")
+    build.add_argument("--title", default=None, help="Page heading (keep system names out of it).")
+    build.set_defaults(func=cmd_listening_test)
+    score = test_sub.add_parser("score", help="MOS ± 95 %% CI per system from the raters' exported CSV files.")
+    score.add_argument("key", help="The key.json the build step wrote.")
+    score.add_argument("ratings", nargs="+", help="The CSV files exported from the page.")
+    score.add_argument("--json", default=None, help="Also write the results to this JSON file.")
+    score.set_defaults(func=cmd_listening_test)
     return parser
 
 

@@ -10,7 +10,6 @@ and the share of responses that could be read at all. A response that could not 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 
 from ..data.schema import SCENE_TYPES
@@ -244,10 +243,6 @@ def plot_confusion_matrix(metrics: dict, path: str | os.PathLike, title: str | N
             f"metrics must hold a {len(CONFUSION_ROWS)}x{len(CONFUSION_COLUMNS)} `confusion_matrix`: give the dict "
             "returned by reasoning_metrics."
         )
-    path = os.fspath(path)
-    if not path.lower().endswith(".png"):
-        raise ValueError(f"path must name a .png file, got {path!r}.")
-
     shares = [[count / sum(row) if sum(row) else 0.0 for count in row] for row in matrix]
     # A Figure with its own Agg canvas: no pyplot global state, safe in scripts and threads.
     figure = Figure(figsize=(6.0, 4.5), dpi=100)
@@ -271,20 +266,9 @@ def plot_confusion_matrix(metrics: dict, path: str | os.PathLike, title: str | N
     figure.colorbar(image, ax=axes, label="share of the reference class")
     figure.tight_layout()
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # Written next to the target then renamed, so a reader never sees a half-written PNG.
-    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            figure.savefig(file, format="png")
-        os.chmod(tmp_path, 0o644)  # mkstemp's 0o600 would make the plot private
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
+    from .report import save_figure
+
+    return save_figure(figure, path)
 
 
 __all__ = [
