@@ -127,3 +127,19 @@ def test_confusion_matrix_png_is_written_atomically_and_readable(tmp_path):
         plot_confusion_matrix({"accuracy": 1.0}, tmp_path / "x.png")
     with pytest.raises(ValueError, match=".png"):
         plot_confusion_matrix(metrics, tmp_path / "x.jpg")
+
+
+def test_the_local_evaluate_module_gives_the_same_scores():
+    from deepdubber_hf.evaluation.metrics import load_metric, metric_names
+    from deepdubber_hf.reasoner.generation import parse_response
+
+    assert {"wer", "mcd", "spk_sim", "emo_sim", "lse", "scene_reasoning"} <= set(metric_names())
+    truth = [DubbingConclusion("dialogue", 2, "male", "adult", "angry"),
+             DubbingConclusion("narration", 1, "female", "elderly", "sad")]  # fmt: skip
+    answers = [truth[0].to_text(), "no idea"]
+    scores = load_metric("scene_reasoning").compute(predictions=answers, references=[t.to_text() for t in truth],
+                                                    mode="qa")  # fmt: skip
+    assert scores == reasoning_metrics([parse_response(a, "qa") for a in answers], truth)
+    assert scores["accuracy"] == 0.5 and scores["well_formed"] == 0.5
+    with pytest.raises(ValueError, match="is not a conclusion"):
+        load_metric("scene_reasoning").compute(predictions=answers, references=["dialogue", "narration"])
