@@ -31,7 +31,8 @@ speech with the whole offline suite (`deepdubber_hf.evaluation.suite`): WER (the
 `--asr transformers --asr_model DIR` for a local Whisper large-v3, `--asr pocketsphinx`), SPK-SIM (GE2E, or
 `--speaker_backend wavlm --speaker_model DIR`), EMO-SIM (`--emotion_model DIR`; reported unavailable without one),
 MCD-DTW and MCD-DTW-SL against the clip's real speech, LSE-C / LSE-D (`--syncnet DIR`, from
-`examples/train_syncnet.py` or the converted official SyncNet), and, in the initial-reasoning setting, the reasoner's
+`examples/train_syncnet.py` or the converted official SyncNet; on the speaker's mouth where the dataset gives it, as
+the procedural corpus does, else on the face OpenCV finds), and, in the initial-reasoning setting, the reasoner's
 scene-type accuracy and recalls. The setting chooses the reference voice (`deepdubber_hf.data.references`): 1.0 the
 clip's own speech, 2.0 another utterance of the same speaker, 3.0 an unseen speaker's, initial-reasoning the same
 speaker's when the reasoner's scene type is right and another speaker's when it is wrong (Table 1).
@@ -184,6 +185,7 @@ def evaluate_quality(args) -> dict:
     from deepdubber_hf.evaluation.reasoning import plot_confusion_matrix, reasoning_metrics
     from deepdubber_hf.evaluation.report import plot_mel_comparison, results_to_markdown
     from deepdubber_hf.evaluation.suite import DubbingScorer, aggregate_scores
+    from deepdubber_hf.evaluation.syncnet import speaker_mouth_bbox
     from deepdubber_hf.reasoner.generation import parse_response, reason
 
     ground_truth = args.model == GROUND_TRUTH
@@ -243,7 +245,8 @@ def evaluate_quality(args) -> dict:
                 path = os.path.join(args.output_dir, "audio", name, f"{clip_id}.wav")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 save_audio(path, wave, 24000)
-                scores = scorer.score((wave, 24000), (waves["GT"], 24000), row["transcript"], dubbed_video=video)
+                scores = scorer.score((wave, 24000), (waves["GT"], 24000), row["transcript"], dubbed_video=video,
+                                      mouth_bbox=speaker_mouth_bbox(row))  # fmt: skip
                 clip_scores[name].append(scores)
                 entry["scores"][name] = scores
             per_clip.append(entry)

@@ -60,8 +60,10 @@ from deepdubber_hf.evaluation.syncnet import (
     compute_mfcc,
     crop_faces,
     detect_face_boxes,
+    face_boxes_from_mouth,
     load_frames,
     lse_scores,
+    speaker_mouth_bbox,
 )
 from deepdubber_hf.training_utils import open_train_log, resume, save_checkpoint, save_pretrained_atomically
 
@@ -101,13 +103,21 @@ def select_scenes(dataset, scene_types: list[str]):
     return dataset.select([i for i, name in enumerate(names) if name in scene_types])
 
 
-def prepare_clip(row, crop_size: int, crop_region: str, detection_stride: int) -> dict | None:
+def prepare_clip(row, crop_size: int, crop_region: str, detection_stride: int,
+                 face_boxes: str = "haar") -> dict | None:  # fmt: skip
     """A clip as SyncNet sees it: crops `(f, s, s, 3)` uint8 BGR, MFCCs `(13, n)`, and which frames are speech;
-    None when the cascade finds no face."""
+    None when there is no face: the cascade finds none (`face_boxes="haar"`), or the speaker is off screen
+    (`"dataset"`: the corpus's mouth box of the speaker)."""
     frames = load_frames(row["video"])
-    boxes, face_found = detect_face_boxes(frames, stride=detection_stride)
-    if not face_found:
-        return None
+    if face_boxes == "dataset":
+        mouth = speaker_mouth_bbox(row)
+        if mouth is None:
+            return None
+        boxes = face_boxes_from_mouth(mouth, len(frames))
+    else:
+        boxes, face_found = detect_face_boxes(frames, stride=detection_stride)
+        if not face_found:
+            return None
     waveform = _load_waveform(row["audio"], None)
     num_frames = min(len(frames), len(waveform) // (SYNCNET_SAMPLING_RATE // SYNCNET_FPS))
     if num_frames < WINDOW_FRAMES + 1:
@@ -232,6 +242,9 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crop_size", type=int, default=64, help="Side of the face crops, >= 51 (official: 224).")
     parser.add_argument("--crop_region", type=str, default="mouth", choices=["face", "mouth"],
                         help="Crops of the lower half of the face ('mouth') or of the whole face ('face').")
+    parser.add_argument("--face_boxes", type=str, default="dataset", choices=["dataset", "haar"],
+                        help="Where the faces are: the corpus's mouth box of the speaker (`characters`, exact; clips "
+                        "with the speaker off screen are left out) or OpenCV's Haar cascade (misses many drawn faces).")
     parser.add_argument("--face_detection_stride", type=int, default=5,
                         help="Run the face detector on every n-th frame (the rest interpolated).")
     parser.add_argument("--loss", type=str, default="multiway", choices=["multiway", "contrastive"])
@@ -301,8 +314,9 @@ def validate(model, dataset, args) -> dict:
         waveform = _load_waveform(row["audio"], None)
         shifted = torch.cat([waveform.new_zeros(delay), waveform])[: len(waveform)]
         for name, audio in (("synced", waveform), ("shifted", shifted)):
+            mouth = speaker_mouth_bbox(row) if args.face_boxes == "dataset" else None
             scores = lse_scores(row["video"], (audio, SYNCNET_SAMPLING_RATE), model,
-                                face_detection_stride=args.face_detection_stride)  # fmt: skip
+                                face_detection_stride=args.face_detection_stride, mouth_bbox=mouth)  # fmt: skip
             results[name].append({"clip_id": row.get("clip_id"), **scores})
     summary = {name: {"lse_d": float(np.mean([r["lse_d"] for r in rows])),
                       "lse_c": float(np.mean([r["lse_c"] for r in rows])),
@@ -344,7 +358,7 @@ def main(args: argparse.Namespace) -> None:
         dataset = dataset.select(range(min(args.max_train_samples, len(dataset))))
     clips, faceless = [], 0
     for row in tqdm(dataset, desc="Preparing clips", disable=not accelerator.is_local_main_process):
-        clip = prepare_clip(row, args.crop_size, args.crop_region, args.face_detection_stride)
+        clip = prepare_clip(row, args.crop_size, args.crop_region, args.face_detection_stride, args.face_boxes)
         faceless += clip is None
         if clip is not None:
             clips.append(clip)

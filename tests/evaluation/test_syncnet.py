@@ -16,11 +16,15 @@ from deepdubber_hf.evaluation.syncnet import (
     SyncNetModel,
     compute_mfcc,
     convert_syncnet_state_dict,
+    crop_faces,
+    face_boxes_from_mouth,
+    load_frames,
     load_syncnet,
     lse_for_batch,
     lse_for_files,
     lse_scores,
     scores_from_distances,
+    speaker_mouth_bbox,
     sync_distances,
     syncnet_config_from_state_dict,
 )
@@ -241,6 +245,28 @@ def test_lse_on_a_generated_clip_and_its_own_speech(tiny_model, monologue, clip)
     batch = lse_for_batch([(clip[0], clip[1]["audio"]), (video, wav)], tiny_model, vshift=5, face_detection_stride=5)
     assert batch["num_clips"] == 2 and not batch["per_clip"][0]["face_found"]
     assert batch["lse_d"] == pytest.approx(np.mean([r["lse_d"] for r in batch["per_clip"]]))
+
+
+def test_the_corpus_mouth_box_puts_the_moving_mouth_in_the_crop(tiny_model):
+    from deepdubber_hf.data.corpus import generate_clip
+
+    row = generate_clip("l1-mouth", level=1, seed=6, scene_type="monologue")
+    mouth = speaker_mouth_bbox(row)
+    assert mouth is not None and speaker_mouth_bbox({**row, "characters": [
+        {**c, "visible": False} for c in row["characters"]]}) is None  # an off-screen speaker has no lips to read
+    frames = load_frames(row["video"]["bytes"])
+    boxes = face_boxes_from_mouth(mouth, len(frames))
+    assert boxes.shape == (len(frames), 3)
+    crops = crop_faces(frames, boxes, 48, "mouth")  # (f, 48, 48, 3)
+    # The mouth opens and closes with the speech: the crops change over the clip, most in their middle.
+    change = np.abs(np.diff(crops, axis=0)).mean(axis=(0, 3))  # (48, 48)
+    ring = np.ones_like(change, dtype=bool)
+    ring[12:36, 12:36] = False
+    assert change[12:36, 12:36].mean() > 2 * change[ring].mean()
+    scores = lse_scores(row["video"]["bytes"], row["audio"], tiny_model, vshift=5, mouth_bbox=mouth)
+    assert scores["face_found"] and math.isfinite(scores["lse_d"])
+    with pytest.raises(ValueError, match="mouth_bbox must be"):
+        face_boxes_from_mouth([10, 10, 5, 20], 3)
 
 
 def test_the_evaluate_module(tiny_model, monologue, tmp_path):

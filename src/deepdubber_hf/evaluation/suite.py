@@ -107,7 +107,8 @@ class DubbingScorer:
 
                 self.syncnet = load_syncnet(syncnet)
 
-    def score(self, generated, ground_truth, transcript: str, dubbed_video: Optional[str] = None) -> dict:
+    def score(self, generated, ground_truth, transcript: str, dubbed_video: Optional[str] = None,
+              mouth_bbox: Optional[list] = None) -> dict:  # fmt: skip
         """The scores of one clip.
 
         Args:
@@ -118,6 +119,9 @@ class DubbingScorer:
                 What was to be said (the WER reference).
             dubbed_video (`str`, *optional*):
                 The video the speech was generated for (a silent clip or the dubbed mp4); LSE needs it.
+            mouth_bbox (`list`, *optional*):
+                The speaker's mouth box `[x0, y0, x1, y1]` when it is known (the procedural corpus): LSE then reads
+                that mouth instead of the face OpenCV's cascade finds.
 
         Returns:
             `dict`: `hypothesis` (the recogniser's transcript), `spk_sim`, `emo_sim` (cosines), `mcd_dtw`,
@@ -153,7 +157,7 @@ class DubbingScorer:
             from .syncnet import lse_scores
 
             with torch.no_grad():
-                lse = lse_scores(dubbed_video, pair_generated, self.syncnet)
+                lse = lse_scores(dubbed_video, pair_generated, self.syncnet, mouth_bbox=mouth_bbox)
             scores["lse_c"], scores["lse_d"], scores["lse_offset"] = lse["lse_c"], lse["lse_d"], lse["offset"]
         return scores
 

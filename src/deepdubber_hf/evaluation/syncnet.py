@@ -482,6 +482,35 @@ def detect_face_boxes(frames: np.ndarray, stride: int = 1) -> tuple[np.ndarray, 
     return dets, True
 
 
+def speaker_mouth_bbox(row: dict) -> list | None:
+    """The mouth box of the clip's speaker in a procedural-corpus row (`characters`, `target_speaker`), or None
+    when the speaker is off screen (narration) or the row has no such columns."""
+    characters, target = row.get("characters"), row.get("target_speaker")
+    if not characters or target is None or target >= len(characters) or not characters[target].get("visible"):
+        return None
+    return characters[target].get("mouth_bbox")
+
+
+def face_boxes_from_mouth(mouth_bbox, num_frames: int) -> np.ndarray:
+    """Face boxes `(num_frames, 3)` (centre x, centre y, half size) whose `"mouth"` crop (the lower half of the box)
+    is centred on a known mouth: for clips whose mouths are known (the procedural corpus's `characters[i]
+    ["mouth_bbox"]`), where no detector is needed, and the Haar cascade misses many drawn faces.
+
+    Args:
+        mouth_bbox (`list` of 4 numbers):
+            The mouth's box `[x0, y0, x1, y1]` in pixels (the largest it opens), the same in every frame.
+        num_frames (`int`):
+            Frames of the clip.
+    """
+    if len(mouth_bbox) != 4 or mouth_bbox[2] <= mouth_bbox[0] or mouth_bbox[3] <= mouth_bbox[1]:
+        raise ValueError(f"mouth_bbox must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {list(mouth_bbox)}.")
+    x0, y0, x1, y1 = (float(v) for v in mouth_bbox)
+    # The mouth crop spans rows y..y+s and columns x-s..x+s: 1.5 mouth widths on each side, the mouth in its middle.
+    half = 1.5 * max(x1 - x0, y1 - y0)
+    box = [(x0 + x1) / 2, (y0 + y1) / 2 - half / 2, half]
+    return np.tile(np.array(box, dtype=np.float64), (num_frames, 1))
+
+
 def crop_faces(frames: np.ndarray, boxes: np.ndarray, crop_size: int,
                crop_region: Literal["face", "mouth"] = "face") -> np.ndarray:  # fmt: skip
     """Square crops `(f, crop_size, crop_size, 3)` BGR float32 in 0..255, the lip stream's input.
@@ -604,6 +633,7 @@ def lse_scores(
     face_boxes: np.ndarray | None = None,
     face_detection_stride: int = 1,
     return_distances: bool = False,
+    mouth_bbox: list | None = None,
 ) -> dict:
     r"""LSE-D and LSE-C of a clip and the audio played with it, as syncnet_python evaluates them.
 
@@ -626,6 +656,9 @@ def lse_scores(
             Detect faces on every n-th frame only (see :func:`detect_face_boxes`).
         return_distances (`bool`, *optional*, defaults to `False`):
             Also return the distance matrix `(w, 2 * vshift + 1)` under `"distances"`.
+        mouth_bbox (`list`, *optional*):
+            The speaker's mouth box `[x0, y0, x1, y1]` when it is known (see :func:`face_boxes_from_mouth`), instead
+            of the Haar face track.
 
     Returns:
         `dict`: `lse_d` (mean distance at the best offset, lower is better), `lse_c` (median minus minimum of the
@@ -661,6 +694,8 @@ def lse_scores(
 
     # 3. Face track → crops
     face_found = True
+    if face_boxes is None and mouth_bbox is not None:
+        face_boxes = face_boxes_from_mouth(mouth_bbox, len(frames))
     if face_boxes is None:
         face_boxes, face_found = detect_face_boxes(frames, face_detection_stride)
     face_boxes = np.asarray(face_boxes, dtype=np.float64)
@@ -741,6 +776,7 @@ __all__ = [
     "convert_syncnet_state_dict",
     "crop_faces",
     "detect_face_boxes",
+    "face_boxes_from_mouth",
     "load_frames",
     "load_syncnet",
     "lse_for_batch",
@@ -748,6 +784,7 @@ __all__ = [
     "lse_scores",
     "mfcc_windows",
     "scores_from_distances",
+    "speaker_mouth_bbox",
     "sync_distances",
     "syncnet_config_from_state_dict",
 ]
