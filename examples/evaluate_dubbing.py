@@ -82,6 +82,9 @@ CONDITIONS = {
 ABLATION_NAMES = {"video": "Proposed", "no_video": "w/o clip", "no_conclusion": "w/o conclusion",
                   "no_duration_predictor": "w/o duration predictor"}  # fmt: skip
 GROUND_TRUTH = "ground-truth"
+# The SyncNet trained on the procedural corpus that ships with the repository (examples/train_syncnet.py).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_SYNCNET = os.path.join(REPO, "checkpoints", "syncnet-tiny")
 
 
 def mouth_motion_span(mouth_openness: list, fps: float) -> tuple[float, float] | None:
@@ -151,7 +154,8 @@ def parse_args(input_args=None):
     quality.add_argument("--speaker_backend", default="ge2e", choices=["ge2e", "wavlm"])
     quality.add_argument("--speaker_model", default=None, help="A WavLMForXVector folder for --speaker_backend wavlm.")
     quality.add_argument("--emotion_model", default=None, help="A speech-emotion classifier folder (EMO-SIM).")
-    quality.add_argument("--syncnet", default=None, help="A SyncNet folder (LSE-C / LSE-D).")
+    quality.add_argument("--syncnet", default=DEFAULT_SYNCNET if os.path.isdir(DEFAULT_SYNCNET) else None,
+                         help="A SyncNet folder (LSE-C / LSE-D); default: the repository's checkpoints/syncnet-tiny.")
     quality.add_argument("--num_inference_steps", type=int, default=32)
     quality.add_argument("--num_plots", type=int, default=3, help="Mel-spectrogram comparisons (Figure 5) to draw.")
     args = parser.parse_args(input_args)
@@ -193,7 +197,8 @@ def evaluate_quality(args) -> dict:
     needs_reasoner = args.setting == "initial-reasoning" or args.use_reasoner
     if needs_reasoner and (ground_truth or pipe.reasoner is None):
         raise ValueError(f"--setting {args.setting} {'--use_reasoner ' if args.use_reasoner else ''}needs a pipeline "
-                         "with a reasoner: pass a --model saved with one (train_controlnet.py --reasoner_name_or_path).")
+                         "with a reasoner: pass a --model saved with one (train_controlnet.py "
+                         "--reasoner_name_or_path).")  # fmt: skip
     dataset = load_rows(args)
     if args.num_clips is not None:
         dataset = dataset.select(range(min(args.num_clips, len(dataset))))

@@ -307,3 +307,18 @@ def test_bad_inputs_are_named(tiny_model, monologue, tmp_path):
         lse_for_files(video, wav)
     with pytest.raises(FileNotFoundError, match="not found"):
         lse_for_files(str(tmp_path / "missing.mp4"), wav, model=tiny_model)
+
+
+def test_the_shipped_tiny_syncnet_finds_the_offset_of_a_new_clip(tmp_path):
+    from deepdubber_hf.audio import load_audio
+    from deepdubber_hf.data.corpus import generate_clip
+
+    model = load_syncnet(os.path.join(REPO, "checkpoints", "syncnet-tiny"))
+    row = generate_clip("l1-shipped", level=1, seed=8, scene_type="monologue")  # a seed no training clip has
+    mouth = speaker_mouth_bbox(row)
+    (tmp_path / "speech.wav").write_bytes(row["audio"]["bytes"])
+    speech = load_audio(str(tmp_path / "speech.wav"), 16000)
+    late = torch.cat([speech.new_zeros(8 * 640), speech])[: len(speech)]  # 8 frames (0.32 s) late
+    synced = lse_scores(row["video"]["bytes"], (speech, 16000), model, mouth_bbox=mouth)
+    delayed = lse_scores(row["video"]["bytes"], (late, 16000), model, mouth_bbox=mouth)
+    assert abs(synced["offset"]) <= 1 and abs(delayed["offset"] + 8) <= 1
