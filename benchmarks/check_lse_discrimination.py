@@ -1,6 +1,6 @@
 """Does a SyncNet's LSE tell matched speech from mismatched speech? A check of the metric, not of a model.
 
-For each test clip with a visible speaker, LSE-C / LSE-D / the offset are computed twice: with the clip's own speech
+For each test clip whose speaker is seen talking, LSE-C / LSE-D / the offset are computed twice: with the clip's own speech
 and with the speech of another clip (the next one in the split). A SyncNet that learned lip sync gives the matched
 pairs a higher LSE-C and a lower LSE-D, and finds offsets near 0 only for them. The lips are the speaker's mouth box
 of the corpus (`--face_boxes dataset`) or the face OpenCV's Haar cascade finds (`haar`); clips where it finds none
@@ -54,9 +54,9 @@ def main(args):
     model = load_syncnet(args.syncnet)
     rows = datasets.load_dataset(args.dataset, args.dataset_config_name, split=args.split)
     rows = rows.cast_column("video", datasets.Video(decode=False))
-    # Clips with a visible speaker: narrations over closed mouths have no lips to sync.
+    # Clips whose speaker's lips speak the line: narrations (over closed or unseen mouths) have none to sync.
     picked = [i for i, r in enumerate(rows.select_columns(["characters", "target_speaker"]))
-              if r["characters"][r["target_speaker"]]["visible"]][: args.num_clips]  # fmt: skip
+              if speaker_mouth_bbox(r) is not None][: args.num_clips]  # fmt: skip
     results = {"matched": {True: [], False: []}, "mismatched": {True: [], False: []}}
     with torch.no_grad(), tempfile.TemporaryDirectory() as work:
         for n, index in enumerate(picked):

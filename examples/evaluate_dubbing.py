@@ -32,7 +32,8 @@ speech with the whole offline suite (`deepdubber_hf.evaluation.suite`): WER (the
 `--speaker_backend wavlm --speaker_model DIR`), EMO-SIM (`--emotion_model DIR`; reported unavailable without one),
 MCD-DTW and MCD-DTW-SL against the clip's real speech, LSE-C / LSE-D (`--syncnet DIR`, from
 `examples/train_syncnet.py` or the converted official SyncNet; on the speaker's mouth where the dataset gives it, as
-the procedural corpus does, else on the face OpenCV finds), and, in the initial-reasoning setting, the reasoner's
+the procedural corpus does, else on the face OpenCV finds; clips whose speaker is known to be off screen are left out
+of LSE), and, in the initial-reasoning setting, the reasoner's
 scene-type accuracy and recalls. The setting chooses the reference voice (`deepdubber_hf.data.references`): 1.0 the
 clip's own speech, 2.0 another utterance of the same speaker, 3.0 an unseen speaker's, initial-reasoning the same
 speaker's when the reasoner's scene type is right and another speaker's when it is wrong (Table 1).
@@ -237,6 +238,10 @@ def evaluate_quality(args) -> dict:
                      "reference_row": reference.source_index, "scene_type": scene_type_name(dataset, row["scene_type"]),
                      "predicted_scene_type": predicted, "scores": {}}
             waves = {"GT": load_audio_24k(row["audio"])}
+            # Where the dataset says who speaks (the procedural corpus), LSE reads that mouth, and skips clips whose
+            # speaker is off screen (narration: no lips to sync).
+            mouth = speaker_mouth_bbox(row)
+            lips_visible = mouth is not None or not row.get("characters")
             for name in systems:
                 if ground_truth:
                     wave = waves["GT"]
@@ -251,7 +256,7 @@ def evaluate_quality(args) -> dict:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 save_audio(path, wave, 24000)
                 scores = scorer.score((wave, 24000), (waves["GT"], 24000), row["transcript"], dubbed_video=video,
-                                      mouth_bbox=speaker_mouth_bbox(row))  # fmt: skip
+                                      mouth_bbox=mouth, lips_visible=lips_visible)  # fmt: skip
                 clip_scores[name].append(scores)
                 entry["scores"][name] = scores
             per_clip.append(entry)

@@ -252,8 +252,9 @@ def test_the_corpus_mouth_box_puts_the_moving_mouth_in_the_crop(tiny_model):
 
     row = generate_clip("l1-mouth", level=1, seed=6, scene_type="monologue")
     mouth = speaker_mouth_bbox(row)
-    assert mouth is not None and speaker_mouth_bbox({**row, "characters": [
-        {**c, "visible": False} for c in row["characters"]]}) is None  # an off-screen speaker has no lips to read
+    assert mouth is not None
+    for hidden in ({"visible": False}, {"talking": False}):  # off screen, or shown silent: no lips to read
+        assert speaker_mouth_bbox({**row, "characters": [{**c, **hidden} for c in row["characters"]]}) is None
     frames = load_frames(row["video"]["bytes"])
     boxes = face_boxes_from_mouth(mouth, len(frames))
     assert boxes.shape == (len(frames), 3)

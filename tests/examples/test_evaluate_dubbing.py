@@ -37,16 +37,19 @@ def models(tmp_path_factory):
 def test_table_7_ablations_with_every_metric(tiny_corpus, models, tmp_path):
     out = tmp_path / "dub2"
     result = run("--setting", "2.0", "--model", models / "dubber", "--dataset", tiny_corpus, "--dataset_config_name",
-                 "level1", "--split", "train", "--num_clips", 2, "--conditions", "video", "no_video",
+                 "level1", "--split", "train", "--num_clips", 4, "--conditions", "video", "no_video",
                  "--syncnet", models / "syncnet", "--asr", "pocketsphinx", "--num_inference_steps", 2,
                  "--num_plots", 1, "--output_dir", out)  # fmt: skip
     report = json.loads((out / "results.json").read_text())
     assert report["table"] == "ablation" and list(report["results"]) == ["Proposed", "w/o clip"]
     for row in report["results"].values():
-        assert row["num_clips"] == 2 and row["wer"] >= 0
+        assert row["num_clips"] == 4 and row["wer"] >= 0  # three narrations, then a dialogue
         assert -1 <= row["spk_sim"] <= 1 and row["mcd_dtw"] > 0 and row["mcd_dtw_sl"] >= row["mcd_dtw"]
         assert row["lse_d"] > 0 and row["lse_c"] >= 0
         assert row["emo_sim"] is None and "emo_sim" in row["unavailable"]  # no emotion model: said, not invented
+    for clip in report["clips"]:  # a narrator's lips do not speak the line: no LSE
+        assert (clip["scores"]["video"]["lse_d"] is None) == (clip["scene_type"] == "narration")
+    assert row["lse_clips"] == sum(c["scene_type"] != "narration" for c in report["clips"]) >= 1
     clip = report["clips"][0]
     assert clip["reference_kind"] == "same-speaker" and set(clip["scores"]) == {"video", "no_video"}
     assert (out / "audio" / "video" / f"{clip['clip_id']}.wav").is_file()

@@ -108,7 +108,7 @@ class DubbingScorer:
                 self.syncnet = load_syncnet(syncnet)
 
     def score(self, generated, ground_truth, transcript: str, dubbed_video: Optional[str] = None,
-              mouth_bbox: Optional[list] = None) -> dict:  # fmt: skip
+              mouth_bbox: Optional[list] = None, lips_visible: bool = True) -> dict:  # fmt: skip
         """The scores of one clip.
 
         Args:
@@ -122,6 +122,9 @@ class DubbingScorer:
             mouth_bbox (`list`, *optional*):
                 The speaker's mouth box `[x0, y0, x1, y1]` when it is known (the procedural corpus): LSE then reads
                 that mouth instead of the face OpenCV's cascade finds.
+            lips_visible (`bool`, *optional*, defaults to `True`):
+                False when the speaker is known to be off screen (a narration): there are no lips to sync, so LSE is
+                left out for this clip (`None`) rather than measured on whatever face is there.
 
         Returns:
             `dict`: `hypothesis` (the recogniser's transcript), `spk_sim`, `emo_sim` (cosines), `mcd_dtw`,
@@ -151,7 +154,7 @@ class DubbingScorer:
                 scores["mcd_dtw"], scores["mcd_dtw_sl"] = mcd["mcd_dtw"], mcd["mcd_dtw_sl"]
             except ValueError as error:  # silent speech has no mel-cepstrum: left out of the mean, and said why
                 scores["mcd_error"] = str(error)
-        if self.syncnet is not None:
+        if self.syncnet is not None and lips_visible:
             if dubbed_video is None:
                 raise ValueError("LSE needs the clip: pass dubbed_video= (the silent clip or the dubbed mp4).")
             from .syncnet import lse_scores
@@ -188,6 +191,7 @@ def aggregate_scores(clip_scores: list, transcripts: list, unavailable: Optional
         values = [s[key] for s in clip_scores if s.get(key) is not None]
         row[key] = float(np.mean(values)) if values else None
     row["mcd_failures"] = sum("mcd_error" in s for s in clip_scores)
+    row["lse_clips"] = sum(s.get("lse_d") is not None for s in clip_scores)
     row["unavailable"] = dict(unavailable or {})
     return row
 

@@ -484,9 +484,13 @@ def detect_face_boxes(frames: np.ndarray, stride: int = 1) -> tuple[np.ndarray, 
 
 def speaker_mouth_bbox(row: dict) -> list | None:
     """The mouth box of the clip's speaker in a procedural-corpus row (`characters`, `target_speaker`), or None
-    when the speaker is off screen (narration) or the row has no such columns."""
+    when no lips speak the line: the speaker is off screen or shown silent (a narration), or the row has no such
+    columns."""
     characters, target = row.get("characters"), row.get("target_speaker")
-    if not characters or target is None or target >= len(characters) or not characters[target].get("visible"):
+    if not characters or target is None or target >= len(characters):
+        return None
+    speaker = characters[target]
+    if not speaker.get("visible") or not speaker.get("talking", True):
         return None
     return characters[target].get("mouth_bbox")
 
