@@ -27,6 +27,17 @@ def metric_path(name: str) -> str:
     return path
 
 
+def text_pairs_info(description: str, inputs_description: str, references: bool = True):
+    """The `evaluate.MetricInfo` of a metric whose inputs are strings (paths or texts): `predictions`, and
+    `references` one per prediction unless `references=False`."""
+    import datasets
+    import evaluate
+
+    columns = ("predictions", "references") if references else ("predictions",)
+    return evaluate.MetricInfo(description=description, citation="", inputs_description=inputs_description,
+                               features=datasets.Features({c: datasets.Value("string") for c in columns}))
+
+
 def load_metric(name: str, **kwargs):
     """`evaluate.load` of the local module `name` (offline)."""
     import evaluate
@@ -34,4 +45,4 @@ def load_metric(name: str, **kwargs):
     return evaluate.load(metric_path(name), **kwargs)
 
 
-__all__ = ["METRICS_DIR", "load_metric", "metric_names", "metric_path"]
+__all__ = ["METRICS_DIR", "load_metric", "metric_names", "metric_path", "text_pairs_info"]

@@ -13,10 +13,10 @@ emo_sim = load_metric("emo_sim", model_name_or_path="path/to/wav2vec2-emotion") 
 """
 
 
-import datasets
 import evaluate
 
 from deepdubber_hf.evaluation.emotion import emotion_similarity, load_emotion_encoder
+from deepdubber_hf.evaluation.metrics import text_pairs_info
 
 _DESCRIPTION = (
     "Mean cosine similarity between emotion embeddings of each generated clip and its reference clip, from a local "
@@ -58,12 +58,7 @@ class EmotionSimilarity(evaluate.Metric):
         self._encoders = {}
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-        )
+        return text_pairs_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, backend=None, model_name_or_path=None, embedding=None, device=None):
         key = (

@@ -10,9 +10,9 @@ lse.compute(predictions=["silent.mp4"], audio=["speech.wav"])  # or a video and 
 ```
 """
 
-import datasets
 import evaluate
 
+from deepdubber_hf.evaluation.metrics import text_pairs_info
 from deepdubber_hf.evaluation.syncnet import load_syncnet, lse_for_batch
 
 _DESCRIPTION = (
@@ -47,13 +47,8 @@ class LipSyncError(evaluate.Metric):
         self._models = {}
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            # no references: the audio of each video is its soundtrack, or the `audio` keyword's file
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-        )
+        # no references: the audio of each video is its soundtrack, or the `audio` keyword's file
+        return text_pairs_info(_DESCRIPTION, _KWARGS_DESCRIPTION, references=False)
 
     def _compute(self, predictions, audio=None, model_name_or_path=None, vshift=None,
                  face_detection_stride=None):  # fmt: skip

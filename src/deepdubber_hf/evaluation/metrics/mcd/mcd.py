@@ -8,10 +8,10 @@ mcd.compute(predictions=["generated/0.wav"], references=["ground_truth/0.wav"]) 
 ```
 """
 
-import datasets
 import evaluate
 
 from deepdubber_hf.evaluation.mcd import mean_mcd
+from deepdubber_hf.evaluation.metrics import text_pairs_info
 
 _DESCRIPTION = (
     "Mel-cepstral distortion in dB after fastdtw alignment (MCD-DTW), and MCD-DTW-SL, the same times the ratio of "
@@ -22,17 +22,10 @@ _DESCRIPTION = (
 
 class MelCepstralDistortion(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=(
-                "predictions: list of paths to generated audio files (str); references: list of paths to the "
-                "ground-truth audio files (str), one per prediction. Any rate; audio is resampled to 22050 Hz."
-            ),
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
+        return text_pairs_info(_DESCRIPTION, (
+            "predictions: list of paths to generated audio files (str); references: list of paths to the "
+            "ground-truth audio files (str), one per prediction. Any rate; audio is resampled to 22050 Hz."
+        ))
 
     def _compute(self, predictions, references):
         return mean_mcd(list(references), list(predictions))

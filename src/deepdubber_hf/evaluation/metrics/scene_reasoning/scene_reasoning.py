@@ -11,9 +11,9 @@ scores.compute(predictions=["<SUMMARY>...</SUMMARY>...<CONCLUSION>...</CONCLUSIO
 ```
 """
 
-import datasets
 import evaluate
 
+from deepdubber_hf.evaluation.metrics import text_pairs_info
 from deepdubber_hf.evaluation.reasoning import reasoning_metrics
 from deepdubber_hf.reasoner.cot import parse_conclusion
 from deepdubber_hf.reasoner.generation import parse_response
@@ -31,12 +31,7 @@ _KWARGS_DESCRIPTION = (
 
 class SceneReasoning(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-        )
+        return text_pairs_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, mode: str = "cot"):
         truths = []

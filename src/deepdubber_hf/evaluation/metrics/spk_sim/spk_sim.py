@@ -10,9 +10,9 @@ spk_sim = load_metric("spk_sim", backend="wavlm", model_name_or_path="path/to/wa
 """
 
 
-import datasets
 import evaluate
 
+from deepdubber_hf.evaluation.metrics import text_pairs_info
 from deepdubber_hf.evaluation.speaker import load_speaker_encoder, speaker_similarity
 
 _DESCRIPTION = (
@@ -45,12 +45,7 @@ class SpeakerSimilarity(evaluate.Metric):
         self._encoders = {}
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-        )
+        return text_pairs_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, backend=None, model_name_or_path=None, device=None):
         key = (backend or self.backend, model_name_or_path or self.model_name_or_path, device or self.device)

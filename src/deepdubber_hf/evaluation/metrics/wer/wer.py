@@ -8,9 +8,9 @@ wer.compute(predictions=["I left 2 maps."], references=["i left two maps"])   # 
 ```
 """
 
-import datasets
 import evaluate
 
+from deepdubber_hf.evaluation.metrics import text_pairs_info
 from deepdubber_hf.evaluation.wer import word_error_rate
 
 _DESCRIPTION = (
@@ -21,12 +21,7 @@ _DESCRIPTION = (
 
 class DubbingWER(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description="predictions: list of transcripts (str); references: list of scripts (str).",
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-        )
+        return text_pairs_info(_DESCRIPTION, "predictions: the transcripts (str); references: the scripts (str).")
 
     def _compute(self, predictions, references):
         return {"wer": word_error_rate(list(references), list(predictions))}
