@@ -36,7 +36,9 @@ the procedural corpus does, else on the face OpenCV finds; clips whose speaker i
 of LSE), and, in the initial-reasoning setting, the reasoner's
 scene-type accuracy and recalls. The setting chooses the reference voice (`deepdubber_hf.data.references`): 1.0 the
 clip's own speech, 2.0 another utterance of the same speaker, 3.0 an unseen speaker's, initial-reasoning the same
-speaker's when the reasoner's scene type is right and another speaker's when it is wrong (Table 1).
+speaker's when the reasoner's scene type is right and another speaker's when it is wrong (Table 1). The conclusion
+that steers the speech is the clip's annotation (stage 2 measured alone), or the reasoner's with `--use_reasoner` and
+in the initial-reasoning setting.
 
 ```bash
 python examples/evaluate_dubbing.py --setting 2.0 --model runs/dubber --dataset path/to/corpus \
@@ -229,17 +231,16 @@ def evaluate_quality(args) -> dict:
                 predictions.append(parsed)
                 predicted = parsed.scene_type if parsed else None
                 conclusion = parsed if parsed else None
-            setting = args.setting
-            if setting == "initial-reasoning" and predicted is None:
+            if args.setting == "initial-reasoning" and predicted is None:
                 predicted = "unparsed"  # an unreadable answer is a wrong one: another speaker's voice
-            reference = select_reference(dataset, index, setting, rng, predicted_scene_type=predicted)
+            reference = select_reference(dataset, index, args.setting, rng, predicted_scene_type=predicted)
             transcripts.append(row["transcript"])
             entry = {"clip_id": clip_id, "transcript": row["transcript"], "reference_kind": reference.kind,
                      "reference_row": reference.source_index, "scene_type": scene_type_name(dataset, row["scene_type"]),
                      "predicted_scene_type": predicted, "scores": {}}
             waves = {"GT": load_audio_24k(row["audio"])}
-            # Where the dataset says who speaks (the procedural corpus), LSE reads that mouth, and skips clips whose
-            # speaker is off screen (narration: no lips to sync).
+            # Where the dataset says who speaks (the procedural corpus), LSE reads that mouth, and skips the clips whose
+            # line no lips speak (narrations).
             mouth = speaker_mouth_bbox(row)
             lips_visible = mouth is not None or not row.get("characters")
             for name in systems:
