@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..audio import load_audio
+from .speaker import _pairwise_cosines
 from .wer import word_error_rate
 
 METRICS = ("wer", "spk_sim", "emo_sim", "mcd", "lse")
@@ -26,11 +27,6 @@ METRIC_KEYS = {
     "mcd": ("mcd_dtw", "mcd_dtw_sl"),
     "lse": ("lse_c", "lse_d"),
 }
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
 
 class DubbingScorer:
@@ -141,11 +137,9 @@ class DubbingScorer:
         if self.asr is not None:
             scores["hypothesis"] = self.asr.transcribe(generated_24k.numpy(), 24000)
         if self.speaker_encoder is not None:
-            scores["spk_sim"] = _cosine(self.speaker_encoder.embed(pair_generated),
-                                        self.speaker_encoder.embed(pair_truth))  # fmt: skip
+            scores["spk_sim"] = _pairwise_cosines(self.speaker_encoder, [pair_generated], [pair_truth])[0]
         if self.emotion_encoder is not None:
-            scores["emo_sim"] = _cosine(self.emotion_encoder.embed(pair_generated),
-                                        self.emotion_encoder.embed(pair_truth))  # fmt: skip
+            scores["emo_sim"] = _pairwise_cosines(self.emotion_encoder, [pair_generated], [pair_truth])[0]
         if "mcd" in self.metrics:
             from .mcd import mcd_scores
 
