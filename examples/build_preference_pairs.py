@@ -5,7 +5,8 @@ Each response is scored by the rule-based rewards of the paper: the format rewar
 order, Steps 1–4 in the reasoning) and the outcome reward (the conclusion matches the clip's ground truth on scene
 type, gender, age and emotion by default, `--outcome_fields`). When no sample of a clip is both well-formed and
 correct, the clip's reference annotation is the chosen response (or, with `--on_policy`, the clip gives no pair);
-when every sample is, the clip gives no pair (nothing to prefer against).
+when every sample is, the clip gives no pair (nothing to prefer against). With `--mode qa` the model is asked the
+direct question (Table 2's QA mode) and a response is well formed when it is a readable conclusion line.
 
 ```bash
 python examples/build_preference_pairs.py --model runs/reasoner_sft --dataset corpus \
@@ -58,10 +59,10 @@ def as_turns(messages: list) -> list:
 
 
 def choose_pair(samples: list, reference: DubbingConclusion, reference_text: str, rng: np.random.Generator,
-                fields: tuple, on_policy: bool = False):  # fmt: skip
+                fields: tuple, on_policy: bool = False, mode: str = "cot"):  # fmt: skip
     """(chosen, chosen labels, rejected, rejected labels) from scored samples, or None when there is no pair
     (nothing rejectable, or with `on_policy` no sample of the model's own to choose)."""
-    scored = [(text, format_reward(text), outcome_reward(text, reference, fields)) for text in samples]
+    scored = [(text, format_reward(text, mode), outcome_reward(text, reference, fields)) for text in samples]
     good = [s for s in scored if s[1] == 1.0 and s[2] == 1.0]
     bad = [s for s in scored if s[1] < 1.0 or s[2] < 1.0]
     if not bad or (on_policy and not good):
@@ -79,6 +80,10 @@ def parse_args(input_args=None):
     parser.add_argument("--split", type=str, default="train")
     parser.add_argument("--num_clips", type=int, default=None, help="Clips drawn at random (default: all).")
     parser.add_argument("--num_samples", type=int, default=4, help="Sampled responses per clip.")
+    parser.add_argument(
+        "--mode", type=str, default="cot", choices=["cot", "qa"],
+        help="Prompt the model was trained on: the CoT instruction or the direct question (train_sft.py --mode).",
+    )
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max_new_tokens", type=int, default=320)
     parser.add_argument("--batch_size", type=int, default=8)
@@ -116,6 +121,7 @@ def main(args):
         model,
         processor,
         frames,
+        mode=args.mode,
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         do_sample=True,
@@ -125,15 +131,16 @@ def main(args):
         show_progress=True,
     )
 
-    cots = dataset["cot"]
+    references_text = dataset["cot" if args.mode == "cot" else "answer"]
     clip_ids = dataset["clip_id"] if "clip_id" in dataset.column_names else [str(i) for i in range(len(dataset))]
     rows, counts = [], {"clips": len(dataset), "samples": 0, "well_formed": 0, "correct": 0, "pairs": 0}
     for i, texts in enumerate(samples):
         reference = references[i]
         counts["samples"] += len(texts)
-        counts["well_formed"] += sum(format_reward(t) for t in texts)
+        counts["well_formed"] += sum(format_reward(t, args.mode) for t in texts)
         counts["correct"] += sum(outcome_reward(t, reference, tuple(args.outcome_fields)) for t in texts)
-        pair = choose_pair(texts, reference, cots[i], rng, tuple(args.outcome_fields), args.on_policy)
+        pair = choose_pair(texts, reference, references_text[i], rng, tuple(args.outcome_fields), args.on_policy,
+                           args.mode)
         if pair is None:
             continue
         (chosen, chosen_format, chosen_outcome), (rejected, rejected_format, rejected_outcome) = pair
@@ -141,7 +148,7 @@ def main(args):
             {
                 "clip_id": clip_ids[i],
                 "images": list(frames[i].permute(0, 2, 3, 1).numpy()),
-                "prompt": as_turns(build_messages(num_frames)),
+                "prompt": as_turns(build_messages(num_frames, args.mode)),
                 "chosen": [{"role": "assistant", "content": [{"type": "text", "text": chosen}]}],
                 "rejected": [{"role": "assistant", "content": [{"type": "text", "text": rejected}]}],
                 "chosen_format": chosen_format,

@@ -186,6 +186,7 @@ def build_model_and_processor(args, dataset):
         vision_tower = AutoModel.from_pretrained(args.vision_tower_name_or_path, dtype=torch.float32)
         config.vision_config = vision_tower.config
     config.pooled_regions = args.pooled_regions
+    config.temporal_pooling = args.temporal_pooling
     config.scale_factor = args.scale_factor or max(1, config.vision_config.image_size // config.vision_stride // 2)
     config.validate_architecture()
     processor = DeepDubberReasonerProcessor.from_tokenizer(
@@ -259,6 +260,11 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pooled_regions", type=int, default=3,
         help="Vertical strips pooled into extra tokens per frame, besides the whole frame (0: none); see "
+        "DeepDubberReasonerConfig.",
+    )
+    parser.add_argument(
+        "--temporal_pooling", action=argparse.BooleanOptionalAction, default=True,
+        help="Pooled tokens also read their region's mean and spread over the clip's frames (who talks); see "
         "DeepDubberReasonerConfig.",
     )
     parser.add_argument("--max_length", type=int, default=None, help="Refuse examples longer than this many tokens.")

@@ -53,3 +53,20 @@ def test_pairs_then_mpo(tiny_corpus, tiny_reasoner, tmp_path):
         with open(os.path.join(out, "checkpoint-2", "trainer_state.json")) as handle:
             logged = json.load(handle)["log_history"][0]
         assert {"loss/preference", "loss/quality", "loss/generation", "loss/format", "loss/outcome"} <= set(logged)
+
+
+def test_pairs_in_qa_mode_ask_the_direct_question(tiny_corpus, tiny_reasoner, tmp_path):
+    from deepdubber_hf.reasoner.prompts import QA_QUESTION
+
+    pairs = str(tmp_path / "pairs_qa")
+    run("build_preference_pairs.py", "--model", tiny_reasoner, "--dataset", tiny_corpus, "--dataset_config_name",
+        "level1", "--num_clips", "2", "--num_samples", "2", "--max_new_tokens", "16", "--mode", "qa",
+        "--output_dir", pairs)  # fmt: skip
+    dataset = datasets.load_from_disk(pairs)
+    row = dataset[0]
+    assert row["prompt"][0]["content"][-1]["text"] == QA_QUESTION
+    # The untrained model's answers are unreadable; the chosen one is the clip's reference answer line.
+    chosen = row["chosen"][0]["content"][0]["text"]
+    assert chosen.startswith("scene type:") and "<CONCLUSION>" not in chosen
+    assert format_reward(chosen, mode="qa") == 1.0 == row["chosen_format"] and format_reward(chosen) == 0.0
+    assert row["rejected_format"] == format_reward(row["rejected"][0]["content"][0]["text"], mode="qa")

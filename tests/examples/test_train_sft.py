@@ -87,6 +87,7 @@ def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
         scores = json.load(handle)
     heads, talking = scores["heads"], scores["talking"]
     assert talking["characters"] > 0 and 0 <= talking["accuracy"] <= 100 and 50 <= talking["majority"] <= 100
+    assert 0 <= talking["accuracy_share"] <= 100
     assert heads["count"]["frames"] > 0 and 0 <= heads["count"]["accuracy"] <= 100
     assert all(head["frames"] == 0 or 0 <= head["accuracy"] <= 100 for head in heads.values())
     assert all(head["frames"] == 0 or 100 / 5 <= head["majority"] <= 100 for head in heads.values())
@@ -97,6 +98,7 @@ def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
             "1", "--vision_tower_name_or_path", tower_dir, "--freeze_vision_tower")  # fmt: skip
     reasoner = AutoModelForImageTextToText.from_pretrained(out)
     assert reasoner.config.pooled_regions == 3 and reasoner.config.image_seq_length == 2 * 2 + 1 + 3
+    assert reasoner.config.temporal_pooling
     for name, value in tower.state_dict().items():
         assert torch.equal(value, reasoner.model.vision_tower.state_dict()[name]), name  # loaded, then frozen
 

@@ -194,6 +194,11 @@ def test_rewards():
     assert (format_reward(chatty), outcome_reward(chatty, REFERENCE)) == (0.0, 1.0)
     # QA mode: a bare conclusion line, no tags.
     assert (format_reward(REFERENCE.to_text()), outcome_reward(REFERENCE.to_text(), REFERENCE)) == (0.0, 1.0)
+    # ... which is the QA mode's well-formed answer, where the CoT and any extra words are not.
+    assert format_reward(REFERENCE.to_text(), mode="qa") == 1.0
+    assert format_reward(good, mode="qa") == format_reward(chatty, mode="qa") == format_reward("", mode="qa") == 0.0
+    with pytest.raises(ValueError, match="mode must be"):
+        format_reward(good, mode="json")
     assert outcome_reward("It is a dialogue.", REFERENCE) == 0.0
     assert outcome_reward("", REFERENCE) == format_reward("") == 0.0
     # The number of speakers only counts when asked for.
@@ -217,6 +222,7 @@ def test_any_text_is_read_without_raising(text, reference):
         if not parsed:
             assert parsed.reason in FAILURE_REASONS
     assert format_reward(text) in (0.0, 1.0)
+    assert format_reward(text, mode="qa") == (1.0 if bare else 0.0)
     assert outcome_reward(text, reference) in (0.0, 1.0)
     sections = split_sections(text)
     assert isinstance(sections, (dict, CoTFailure))

@@ -17,7 +17,7 @@ from deepdubber_hf.reasoner import (
 )
 from deepdubber_hf.reasoner.configuration_reasoner import TINY_RESNET_VISION_CONFIG
 from deepdubber_hf.reasoner.generation import reason
-from deepdubber_hf.reasoner.modeling_reasoner import pool_regions
+from deepdubber_hf.reasoner.modeling_reasoner import clip_statistics, pool_regions
 
 NUM_FRAMES = 3
 
@@ -144,16 +144,50 @@ def test_pooled_tokens_follow_the_feature_wherever_it_is():
     config = DeepDubberReasonerConfig.tiny(vocab_size=300)
     assert (config.pooled_regions, config.image_seq_length) == (3, 4 + 1 + 3)
     assert DeepDubberReasonerConfig.tiny(vocab_size=300, pooled_regions=0).image_seq_length == 4
-    features = DeepDubberReasonerForConditionalGeneration(config).model.get_image_features(torch.zeros(2, 3, 128, 128))
-    assert features.pooler_output.shape == (2, config.image_seq_length, config.text_config.hidden_size)
+    frames = torch.zeros(config.num_frames, 3, 128, 128)
+    features = DeepDubberReasonerForConditionalGeneration(config).model.get_image_features(frames)
+    assert features.pooler_output.shape == (config.num_frames, config.image_seq_length, config.text_config.hidden_size)
     with pytest.raises(Exception, match="pooled_regions must be 0"):  # the config's validation wraps the ValueError
         DeepDubberReasonerConfig.tiny(vocab_size=300, pooled_regions=-1)
+
+
+def test_clip_statistics_read_each_clip_alone():
+    """Each frame's pooled features gain its own clip's mean and spread over the frames: a region that changes from
+    frame to frame (a talking mouth) has a spread, a still one has none, and clips in one batch do not mix."""
+    pooled = torch.zeros(6, 2, 1)  # two clips of three frames, two regions, one channel
+    pooled[:3, 0, 0] = torch.tensor([0.0, 2.0, 4.0])  # clip 1, region 0 changes
+    pooled[3:, 1, 0] = 5.0  # clip 2, region 1 is constant
+    stats = clip_statistics(pooled, 3)
+    assert stats.shape == (6, 2, 3)
+    assert torch.equal(stats[..., 0], pooled[..., 0])
+    expected = torch.tensor([[2.0, (8 / 3) ** 0.5]] * 3)  # mean, standard deviation over clip 1
+    assert torch.allclose(stats[:3, 0, 1:], expected)
+    assert stats[3:, 1, 1:].tolist() == [[5.0, 0.0]] * 3
+    assert stats[:3, 1, 1:].abs().sum() == 0 and stats[3:, 0, 1:].abs().sum() == 0
+    with pytest.raises(ValueError, match="clips of 3 frames"):
+        clip_statistics(pooled[:4], 3)
+
+
+def test_temporal_pooling_keeps_clips_in_a_batch_apart(processor, clip):
+    model = tiny_model(processor).eval()
+    assert model.config.temporal_pooling
+    pixels = processor.prepare_video(clip[0])["pixel_values"]
+    with torch.no_grad():
+        alone = model.get_image_features(pixels).pooler_output
+        together = model.get_image_features(torch.cat([pixels, pixels.flip(-1)])).pooler_output
+        reordered = model.get_image_features(pixels.flip(0)).pooler_output
+    assert torch.allclose(together[: len(pixels)], alone, atol=1e-5)
+    # The pooled tokens read the whole clip: reversing the frames only reverses their per-frame part.
+    assert torch.allclose(reordered.flip(0), alone, atol=1e-5)
+    assert not torch.allclose(together[len(pixels) :], alone, atol=1e-3)
 
 
 def test_frames_count_must_match_placeholders(processor, clip):
     model = tiny_model(processor)
     inputs = processor.prepare_video(clip[0])
-    with pytest.raises(ValueError, match="<image> tokens"):
+    with pytest.raises(ValueError, match="<image> tokens"):  # two clips' frames for one clip's placeholders
+        model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"].repeat(2, 1, 1, 1))
+    with pytest.raises(ValueError, match="whole clips"):  # part of a clip, with temporal pooling
         model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"][:1])
 
 
@@ -194,7 +228,7 @@ def test_it_tells_clips_apart_by_their_frames_alone(processor):
     labels[:, :prompt_length] = -100
     model = tiny_model(processor)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
+    for _ in range(200):
         loss = model(**batch, labels=labels).loss
         loss.backward()
         optimizer.step()

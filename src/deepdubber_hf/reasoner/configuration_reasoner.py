@@ -68,6 +68,13 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
             positions the projector must learn separately, in a pooled token it is the same feature wherever it
             appears. The strips match the left / middle / right slots the vision tower is pre-trained on
             (`examples/pretrain_vision_tower.py`). The tiny default uses 3.
+        temporal_pooling (`bool`, *optional*, defaults to `False`):
+            With pooled tokens, each frame's pooled tokens also read their region's mean and standard deviation over
+            all `num_frames` frames of the clip. Who talks is what tells a monologue from a narration or a
+            dialogue: a talking mouth opens and closes across the frames, so its region's features vary where a
+            still one's do not, and a tower's per-frame errors average out over the clip. Without it the language
+            model must learn to compare ten frames by attention alone. Frames must then come in whole clips of
+            `num_frames` (as the processor gives them). The tiny default uses it.
         projector_hidden_act (`str`, *optional*, defaults to `"gelu"`):
             Activation between the projector's two linear layers.
         num_frames (`int`, *optional*, defaults to 10):
@@ -97,6 +104,7 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
     image_token_id: int = 4
     scale_factor: int = 2
     pooled_regions: int = 0
+    temporal_pooling: bool = False
     projector_hidden_act: str = "gelu"
     num_frames: int = 10
     tie_word_embeddings: bool = True
@@ -136,6 +144,7 @@ class DeepDubberReasonerConfig(PreTrainedConfig):
         # tokens (the frame, its left / middle / right thirds) carry the small details at any position.
         kwargs.setdefault("scale_factor", 4)
         kwargs.setdefault("pooled_regions", 3)
+        kwargs.setdefault("temporal_pooling", True)
         return cls(text_config={"model_type": "llama", **text_config}, **kwargs)
 
 

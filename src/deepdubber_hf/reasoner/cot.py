@@ -345,15 +345,17 @@ def parse_cot(text: str, strict: bool = True) -> DubbingConclusion | CoTFailure:
     return parse_conclusion(conclusion)
 
 
-def format_reward(text: str) -> float:
+def format_reward(text: str, mode: str = "cot") -> float:
     """The format reward of §3.2.2: 1.0 if the response is well formed, else 0.0.
 
     Well formed: `<SUMMARY>`, `<CAPTION>`, `<REASONING>`, `<CONCLUSION>` sections, each exactly once and in this
     order, none blank, no nesting, nothing but whitespace outside them, and the reasoning announcing Steps 1–4 in
-    order. Whether the conclusion is right, or even readable, is the outcome reward's business.
+    order. Whether the conclusion is right, or even readable, is the outcome reward's business. A direct answer
+    (`mode="qa"`) has no sections: it is well formed when it is a readable conclusion line and nothing else.
 
     Args:
         text (`str`): the decoded response.
+        mode (`str`, *optional*, defaults to `"cot"`): `"cot"` for the reasoning, `"qa"` for the direct answer.
 
     Example:
 
@@ -364,10 +366,16 @@ def format_reward(text: str) -> float:
     1.0
     >>> format_reward("scene type: dialogue; speakers: 2; gender: male; age: adult; emotion: angry")
     0.0
+    >>> format_reward("scene type: dialogue; speakers: 2; gender: male; age: adult; emotion: angry", mode="qa")
+    1.0
     ```
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a string (the decoded response), got {type(text).__name__}.")
+    if mode == "qa":
+        return 1.0 if parse_conclusion(text) else 0.0
+    if mode != "cot":
+        raise ValueError(f"mode must be 'cot' or 'qa', got {mode!r}.")
     return 1.0 if _check_format(text) else 0.0
 
 

@@ -50,9 +50,25 @@ def pool_regions(grid: torch.Tensor, num_regions: int) -> torch.Tensor:
     return torch.cat([whole, strips], dim=1)
 
 
+def clip_statistics(pooled: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Per-frame pooled features `(f, r, c)` of consecutive clips of `num_frames` frames each → every frame's features
+    with its clip's mean and standard deviation over the frames beside them, `(f, r, 3c)`."""
+    f = pooled.shape[0]
+    if f % num_frames:
+        raise ValueError(
+            f"temporal pooling reads clips of {num_frames} frames (config.num_frames), but {f} frames were given; pass "
+            "whole clips (DeepDubberReasonerProcessor samples config.num_frames per clip) or set "
+            "config.temporal_pooling=False."
+        )
+    clips = pooled.reshape(f // num_frames, num_frames, *pooled.shape[1:])  # (clips, n, r, c)
+    stats = torch.cat([clips.mean(1), clips.std(1, correction=0)], dim=-1).repeat_interleave(num_frames, dim=0)
+    return torch.cat([pooled, stats], dim=-1)
+
+
 class DeepDubberReasonerProjector(nn.Module):
     """Pixel shuffle then a two-layer MLP (as SmolVLM / InternVL): `scale_factor²` neighbouring patches → one token;
-    with `config.pooled_regions`, pooled tokens after them.
+    with `config.pooled_regions`, pooled tokens after them (with `config.temporal_pooling`, each also reading its
+    region's mean and spread over the clip's frames).
 
     Folding the grid keeps a clip's language-model sequence short (the tiny default folds 4×4 patches: 4 tokens
     per frame) while nothing is pooled away: each token carries its patches' features side by side, a mouth still
@@ -64,6 +80,7 @@ class DeepDubberReasonerProjector(nn.Module):
         super().__init__()
         self.scale_factor = config.scale_factor
         self.pooled_regions = config.pooled_regions
+        self.temporal_frames = config.num_frames if config.temporal_pooling and config.pooled_regions else 0
         vision_width = getattr(config.vision_config, "hidden_size", None)
         if getattr(config.vision_config, "hidden_sizes", None):  # a convolutional tower: its last stage's width
             vision_width = config.vision_config.hidden_sizes[-1]
@@ -71,7 +88,8 @@ class DeepDubberReasonerProjector(nn.Module):
         self.act = ACT2FN[config.projector_hidden_act]
         self.norm, self.linear_1, self.linear_2 = self._mlp(vision_width * config.scale_factor**2, width)
         if self.pooled_regions:
-            self.pooled_norm, self.pooled_linear_1, self.pooled_linear_2 = self._mlp(2 * vision_width, width)
+            pooled_width = 2 * vision_width * (3 if self.temporal_frames else 1)
+            self.pooled_norm, self.pooled_linear_1, self.pooled_linear_2 = self._mlp(pooled_width, width)
 
     @staticmethod
     def _mlp(in_features: int, width: int) -> tuple:
@@ -87,6 +105,8 @@ class DeepDubberReasonerProjector(nn.Module):
         if not self.pooled_regions:
             return tokens
         pooled = pool_regions(patch_features.transpose(1, 2).reshape(f, c, side, side), self.pooled_regions)
+        if self.temporal_frames:
+            pooled = clip_statistics(pooled, self.temporal_frames)  # (f, 1 + n, 6c)
         pooled = self.pooled_linear_2(self.act(self.pooled_linear_1(self.pooled_norm(pooled))))
         return torch.cat([tokens, pooled], dim=1)  # (f, t + 1 + n, d)
 
@@ -279,4 +299,5 @@ __all__ = [
     "DeepDubberReasonerModel",
     "DeepDubberReasonerPreTrainedModel",
     "DeepDubberReasonerProjector",
+    "clip_statistics",
 ]
