@@ -70,3 +70,8 @@ def test_pairs_in_qa_mode_ask_the_direct_question(tiny_corpus, tiny_reasoner, tm
     assert chosen.startswith("scene type:") and "<CONCLUSION>" not in chosen
     assert format_reward(chosen, mode="qa") == 1.0 == row["chosen_format"] and format_reward(chosen) == 0.0
     assert row["rejected_format"] == format_reward(row["rejected"][0]["content"][0]["text"], mode="qa")
+    out = str(tmp_path / "mpo_qa")
+    run("train_mpo.py", "--model_name_or_path", tiny_reasoner, "--output_dir", out, "--dataset", pairs,
+        "--per_device_train_batch_size", "1", "--max_steps", "1", "--use_cpu", "--bf16", "false", "--report_to",
+        "none", "--save_strategy", "no", "--freeze_vision_tower")  # fmt: skip
+    assert os.path.isfile(os.path.join(out, "model.safetensors"))
