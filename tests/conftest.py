@@ -41,3 +41,30 @@ def tiny_reasoner(tiny_corpus, tmp_path_factory):
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tts_model(tiny_corpus, tmp_path_factory):
+    """A stage 2.1 output folder for examples/train_controlnet.py: a seeded tiny DiT, the tokenizer of
+    `tiny_corpus`'s scripts, a tiny vocoder."""
+    import datasets
+    import torch
+
+    from deepdubber_hf import DeepDubberTokenizer, DiTTransformerModel, VocosVocoder
+
+    root = tmp_path_factory.mktemp("tiny_tts_model")
+    texts = []
+    for name in ("level1", "level2"):
+        for split in ("train", "test"):
+            rows = datasets.load_dataset(tiny_corpus, name, split=split)
+            texts += list(rows["transcript"]) + list(rows["reference_text"])
+    tokenizer = DeepDubberTokenizer.from_texts(texts, root / "tokenizer")
+    torch.manual_seed(0)
+    transformer = DiTTransformerModel(num_layers=2, num_attention_heads=2, attention_head_dim=16,
+                                      vocab_size=tokenizer.vocab_size, text_embed_dim=16, num_text_conv_layers=1)
+    # A fresh DiT's output layers are zero (AdaLN-zero) and would pass no gradient back to a ControlNet.
+    for layer in (transformer.proj_out, transformer.norm_out.linear):
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    transformer.save_pretrained(root / "transformer")
+    VocosVocoder(hidden_size=32, intermediate_size=64, num_layers=1).save_pretrained(root / "vocoder")
+    return root

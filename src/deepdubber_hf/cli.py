@@ -7,6 +7,8 @@
     deepdubber dub clip.mp4 --text "Where did you put the map?" -o dubbed.mp4
     deepdubber dub film.mp4 --subtitles lines.srt --reference-audio alice.wav bob.wav \
         --reference-text "..." "..." --model runs/dubber -o dubbed.mp4
+    deepdubber dub-batch clips/ dubbed/ --model runs/dubber            # clips/manifest.csv (or .jsonl), or a dataset
+    accelerate launch --num_processes 4 -m deepdubber_hf.cli dub-batch clips/ dubbed/ --model runs/dubber
     deepdubber listening-test build samples.csv nmos_test/ --kind nmos --seed 0
     deepdubber listening-test score nmos_test/key.json ratings-*.csv --json nmos.json
 """
@@ -137,6 +139,38 @@ def cmd_dub(args) -> int:
     return 0
 
 
+def cmd_dub_batch(args) -> int:
+    from datetime import timedelta
+
+    from accelerate import PartialState
+    from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
+
+    from .batch import BatchOptions, load_rows, rows_text, run_batch
+
+    options = BatchOptions(num_inference_steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                           use_video=not args.no_video, use_conclusion=not args.no_conclusion,
+                           use_duration_predictor=not args.no_duration_predictor)  # fmt: skip
+    # The processes meet at the start and at the end only; the one with the longest clips may keep the others
+    # waiting for far longer than the default half hour. PartialState, unlike Accelerator, does not read
+    # ACCELERATE_USE_CPU itself: without it, CPU processes started by `accelerate launch` would each run alone.
+    timeout = InitProcessGroupKwargs(timeout=timedelta(days=7)).to_kwargs()
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), **timeout)
+    if not state.is_main_process:
+        logging.getLogger().setLevel(logging.WARNING)
+    start = time.perf_counter()
+    rows = load_rows(args.input, dataset_config=args.dataset_config, split=args.split)
+    pipe = load_pipeline(args.model, rows_text(rows), dubbing=True).to(state.device)
+    pipe.set_progress_bar_config(disable=True)
+    model = os.path.abspath(args.model) if args.model and os.path.isdir(args.model) else args.model
+    summary = run_batch(pipe, rows, args.output_dir, options, model=model, state=state)
+    if state.is_main_process:
+        failed = f", {summary['error']} failed" if summary["error"] else ""
+        earlier = f" ({summary['skipped']} by an earlier run)" if summary["skipped"] else ""
+        print(f"dubbed {summary['ok']} of {len(rows)} clips{earlier}{failed} in {time.perf_counter() - start:.1f} s "
+              f"on {state.num_processes} process(es): see {summary['results']}")  # fmt: skip
+    return 0
+
+
 def cmd_generate_data(args) -> int:
     from .data.corpus import generate_corpus
 
@@ -255,6 +289,25 @@ def build_parser() -> argparse.ArgumentParser:
     dub.add_argument("--no-conclusion", action="store_true", help="Ablation: no conclusion condition.")
     dub.add_argument("--no-duration-predictor", action="store_true", help="Ablation: F5-TTS's length rule.")
     dub.set_defaults(func=cmd_dub)
+
+    batch = sub.add_parser(
+        "dub-batch", help="Dub every clip of a manifest or dataset (resumable; several processes with accelerate)."
+    )
+    batch.add_argument("input", help="A folder with manifest.csv / manifest.jsonl (video, text or subtitles, "
+                       "reference_audio, reference_text, speaker, conclusion, id), the manifest itself, or a "
+                       "dataset in the corpus's schema.")  # fmt: skip
+    batch.add_argument("output_dir", help="One dubbed clip per row, results.jsonl and results.csv (resumed if it "
+                       "holds an earlier run).")  # fmt: skip
+    batch.add_argument("--model", default=None, help="Pipeline folder (default: checkpoints/deepdubber-tiny).")
+    batch.add_argument("--dataset-config", default=None, help="With a dataset: its configuration (e.g. level1).")
+    batch.add_argument("--split", default="test", help="With a dataset: the split to dub.")
+    batch.add_argument("--batch-size", type=int, default=4, help="Rows planned, and lines sampled, together.")
+    batch.add_argument("--steps", type=int, default=32, help="Sampling steps.")
+    batch.add_argument("--seed", type=int, default=0, help="With the row id and the line, the seed of each line.")
+    batch.add_argument("--no-video", action="store_true", help="Ablation: ignore the video features.")
+    batch.add_argument("--no-conclusion", action="store_true", help="Ablation: no conclusion condition.")
+    batch.add_argument("--no-duration-predictor", action="store_true", help="Ablation: F5-TTS's length rule.")
+    batch.set_defaults(func=cmd_dub_batch)
 
     test = sub.add_parser("listening-test", help="Build and score NMOS / SMOS listening tests (a static web page).")
     test_sub = test.add_subparsers(dest="action", required=True)

@@ -5,12 +5,11 @@ import os
 import subprocess
 import sys
 
-import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from deepdubber_hf import DeepDubberPipeline, DeepDubberTokenizer, DiTTransformerModel, VocosVocoder
+from deepdubber_hf import DeepDubberPipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -27,25 +26,9 @@ def run(script, *args, expect_ok=True):
 
 
 @pytest.fixture(scope="module")
-def base_model(tiny_corpus, tmp_path_factory):
-    """A stage 2.1 output folder: a seeded tiny DiT, the tokenizer of the corpus's scripts, a vocoder."""
-    root = tmp_path_factory.mktemp("tts")
-    texts = []
-    for name in ("level1", "level2"):
-        for split in ("train", "test"):
-            rows = datasets.load_dataset(tiny_corpus, name, split=split)
-            texts += list(rows["transcript"]) + list(rows["reference_text"])
-    tokenizer = DeepDubberTokenizer.from_texts(texts, root / "tokenizer")
-    torch.manual_seed(0)
-    transformer = DiTTransformerModel(num_layers=2, num_attention_heads=2, attention_head_dim=16,
-                                      vocab_size=tokenizer.vocab_size, text_embed_dim=16, num_text_conv_layers=1)
-    # A fresh DiT's output layers are zero (AdaLN-zero), which would pass no gradient back to the ControlNet; a
-    # pre-trained one's are not.
-    for layer in (transformer.proj_out, transformer.norm_out.linear):
-        torch.nn.init.normal_(layer.weight, std=0.05)
-    transformer.save_pretrained(root / "transformer")
-    VocosVocoder(hidden_size=32, intermediate_size=64, num_layers=1).save_pretrained(root / "vocoder")
-    return root
+def base_model(tiny_tts_model):
+    """A stage 2.1 output folder (the shared `tiny_tts_model` of conftest.py)."""
+    return tiny_tts_model
 
 
 def common(tiny_corpus, base_model, out):
