@@ -652,7 +652,6 @@ def dub_rows(pipe, rows: list[BatchRow], options: BatchOptions, work_dir: str) -
 def _dub_group(pipe, rows: list[BatchRow], options: BatchOptions, work_dir: str) -> list[DubbedRow]:
     import torch
 
-    from .models.conditioning import video_under_speech
     from .pipelines.dubbing import assemble_track
 
     sampling = {**_sampling_defaults(), "num_inference_steps": options.num_inference_steps}
@@ -677,17 +676,14 @@ def _dub_group(pipe, rows: list[BatchRow], options: BatchOptions, work_dir: str)
                 outcome.error = _describe(row, error)
                 outcome.seconds = time.perf_counter() - started
                 continue
-            # 2. Its lines, sized as `DeepDubberPipeline._dub` sizes them.
-            for index, (segment, prompt, onset, duration) in enumerate(
-                zip(plan.segments, plan.prompts, plan.onsets_s, plan.durations_s)
-            ):
-                n_ref, n_new = prompt.shape[0], max(1, int(duration * fps + 1e-6))
+            # 2. Its lines, sized as the pipeline's own call sizes them.
+            totals, video_features = plan.line_frames(fps)
+            for index, (segment, prompt) in enumerate(zip(plan.segments, plan.prompts)):
                 lines.append({
                     "position": position, "index": index, "text": segment.text, "prompt": prompt,
-                    "reference_text": plan.reference_texts[index], "total": n_ref + n_new,
+                    "reference_text": plan.reference_texts[index], "total": totals[index],
                     "seed": line_seed(options.seed, row.row_id, index), "condition": plan.condition,
-                    "video_features": None if plan.features is None else video_under_speech(
-                        plan.features, onset, onset + duration, n_ref, n_new),
+                    "video_features": video_features[index],
                 })  # fmt: skip
             outcome.seconds = time.perf_counter() - started
 

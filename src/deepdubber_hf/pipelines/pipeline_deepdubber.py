@@ -130,6 +130,20 @@ class DubPlan:
     onsets_s: List[float] = field(default_factory=list)
     durations_s: List[float] = field(default_factory=list)
 
+    def line_frames(self, frames_per_second: float) -> tuple[list, list]:
+        """Per line, the mel frames to sample (its reference prompt, then whole frames inside its planned span, so
+        the speech never runs past its window) and the ControlNet's video input over them (`None` without video
+        features): what `generate_mels` takes as `total` and `video_features`."""
+        from ..models.conditioning import video_under_speech
+
+        total, video_features = [], []
+        for prompt, onset, duration in zip(self.prompts, self.onsets_s, self.durations_s):
+            n_ref, n_new = prompt.shape[0], max(1, int(duration * frames_per_second + 1e-6))
+            total.append(n_ref + n_new)
+            video_features.append(None if self.features is None else
+                                  video_under_speech(self.features, onset, onset + duration, n_ref, n_new))
+        return total, video_features
+
 
 def _as_list(value, batch_size: int, name: str) -> list:
     """One value per text: a single value (a path, a waveform, a number, ...) is repeated."""
@@ -707,19 +721,11 @@ class DeepDubberPipeline(DiffusionPipeline):
 
     def _dub(self, text, video, reference_audio, reference_text, conclusion, subtitles, duration_in_s, use_video,
              use_conclusion, use_duration_predictor, output_type, sampling):
-        from ..models.conditioning import video_under_speech
-
         self.check_sampling_inputs(sampling["speed"], sampling["num_inference_steps"], output_type,
                                    sampling["callback_on_step_end_tensor_inputs"])  # fmt: skip
         plan = self.plan_dub(video, text, subtitles, reference_audio, reference_text, conclusion, duration_in_s,
                              use_video, use_conclusion, use_duration_predictor, sampling["speed"])  # fmt: skip
-        total, video_features = [], []
-        for prompt, onset, duration in zip(plan.prompts, plan.onsets_s, plan.durations_s):
-            # Whole mel frames inside the planned span, so the speech never runs past its window.
-            n_ref, n_new = prompt.shape[0], max(1, int(duration * self.frames_per_second + 1e-6))
-            total.append(n_ref + n_new)
-            if plan.features is not None:
-                video_features.append(video_under_speech(plan.features, onset, onset + duration, n_ref, n_new))
+        total, video_features = plan.line_frames(self.frames_per_second)
         # The lines are sampled LINES_PER_BATCH at a time (a film's subtitles would not fit one batch).
         count, mels = len(plan.segments), []
         generator = sampling["generator"]
@@ -735,7 +741,8 @@ class DeepDubberPipeline(DiffusionPipeline):
             chunk = {**sampling, "generator": generator[part] if isinstance(generator, list) else generator}
             mels += self.generate_mels([s.text for s in plan.segments[part]], plan.prompts[part],
                                        plan.reference_texts[part], total[part], chunk,
-                                       video_features=video_features[part] or None, condition=condition)  # fmt: skip
+                                       video_features=None if plan.features is None else video_features[part],
+                                       condition=condition)  # fmt: skip
         durations = [m.shape[0] / self.frames_per_second for m in mels]
         timings = [{"text": s.text, "speaker": s.speaker, "onset_s": onset, "offset_s": onset + d}
                    for s, onset, d in zip(plan.segments, plan.onsets_s, durations)]  # fmt: skip
