@@ -22,6 +22,12 @@ At 192 × 192 (the corpus's frames are 160–192 pixels wide) every mouth head s
 default 128 and the run takes about three times as long (benchmarks/RESULTS.md). `head_accuracies.json` also has
 `talking`: whether the mouth heads, over the reasoner's own frames, tell which visible characters talk.
 
+`--frame_sampling reasoner --num_frames 10` shows the tower the reasoner's own ten frames of each clip and adds a
+per-clip head per slot, "does this character talk?", reading the slot's mean and spread over the clip's frames:
+what the reasoner's pooled tokens carry (`temporal_pooling`). Per-frame mouth heads told who talks from those frames
+for 69 % of the held-out characters (always giving the commoner answer: 63 %); the talking heads, for 89 %
+(benchmarks/RESULTS.md, "Talking heads").
+
 The default tower is a small ResNet (`TINY_RESNET_VISION_CONFIG`), not the ConvNeXt-V2 the reasoner's tiny config
 defaults to: measured at 128 × 128 (benchmarks/RESULTS.md), the ConvNeXt's mouth heads end within 1–4 points of
 their commonest label after 2500 steps, the ResNet's 5–12 points above after 1500, and an open mouth is what tells
@@ -44,12 +50,13 @@ from transformers import AutoConfig, AutoModel
 
 from deepdubber_hf.data.schema import AGES, EMOTIONS, GENDERS
 from deepdubber_hf.reasoner.configuration_reasoner import TINY_VISION_CONFIG, TINY_VISION_CONFIGS
-from deepdubber_hf.reasoner.modeling_reasoner import pool_regions
-from deepdubber_hf.reasoner.processing_reasoner import load_video_frames
+from deepdubber_hf.reasoner.modeling_reasoner import clip_statistics, pool_regions
+from deepdubber_hf.reasoner.processing_reasoner import load_video_frames, sample_frame_indices
 from deepdubber_hf.training_utils import save_pretrained_atomically
 
 NUM_SLOTS = 3  # left, middle, right
 MOUTH_OPEN = 0.2  # openness above which a mouth counts as open
+REASONER_FRAMES = 10  # frames the reasoner samples per clip (DeepDubberReasonerConfig.num_frames)
 
 
 def frame_targets(row, frame_index: int) -> dict:
@@ -71,17 +78,29 @@ def frame_targets(row, frame_index: int) -> dict:
     return targets
 
 
-class FrameDataset(torch.utils.data.Dataset):
-    """`num_frames` frames of every clip, drawn at random (seeded by the clip's position) and all different.
+def clip_targets(row) -> dict:
+    """Per-clip labels: per horizontal slot, whether its visible character talks in the clip."""
+    targets = {f"talking{k}": -100 for k in range(NUM_SLOTS)}
+    for character in row["characters"]:
+        if character["visible"] and character["bbox"]:
+            targets[f"talking{slot_of(row, character)}"] = int(bool(character["talking"]))
+    return targets
 
-    Not the reasoner's first / last / evenly spaced frames: clips start and end in silence, so those would show
-    mostly closed mouths, and a mouth head trained on them stays at the majority class.
+
+class FrameDataset(torch.utils.data.Dataset):
+    """`num_frames` frames of every clip with their labels, and the clip's own labels (who talks).
+
+    `sampling="random"`: frames drawn at random (seeded by the clip's position), all different. `"reasoner"`: the
+    frames the reasoner sees (`sample_frame_indices`: the first, the last and the rest evenly between), which the
+    clip-level talking heads need, as they read the same statistics over the clip's frames as the reasoner does.
+    (Random frames were the first choice: clips start and end in silence, so a clip's first and last frames show
+    closed mouths; with ten frames these are two of them.)
     """
 
-    def __init__(self, dataset, num_frames: int, image_size: int, seed: int = 0):
+    def __init__(self, dataset, num_frames: int, image_size: int, seed: int = 0, sampling: str = "random"):
         # The columns it reads: whole rows would decode every clip's audio too.
         self.dataset = dataset.select_columns(["video", "characters", "mouth_openness", "width"])
-        self.num_frames, self.image_size, self.seed = num_frames, image_size, seed
+        self.num_frames, self.image_size, self.seed, self.sampling = num_frames, image_size, seed, sampling
 
     def __len__(self):
         return len(self.dataset)
@@ -92,18 +111,27 @@ class FrameDataset(torch.utils.data.Dataset):
         chosen = []
 
         def pick(total: int) -> list:
-            chosen[:] = sorted(rng.choice(total, size=min(total, self.num_frames), replace=False).tolist())
+            if self.sampling == "reasoner":
+                chosen[:] = sample_frame_indices(total, self.num_frames)
+            else:
+                chosen[:] = sorted(rng.choice(total, size=min(total, self.num_frames), replace=False).tolist())
             return chosen
 
         frames = load_video_frames(row["video"], self.num_frames, indices=pick)
-        pixels = F.interpolate(frames.float(), size=(self.image_size,) * 2, mode="bilinear", antialias=True)
-        pixels = pixels / 127.5 - 1.0  # the reasoner processor's normalisation (mean 0.5, std 0.5)
-        return pixels.to(torch.float16), [frame_targets(row, i) for i in chosen]
+        pixels = to_pixels(frames, self.image_size)
+        return pixels.to(torch.float16), [frame_targets(row, i) for i in chosen], clip_targets(row)
 
 
-HEADS = {"count": 4, **{f"{name}{k}": n for k in range(NUM_SLOTS) for name, n in
-                        (("present", 2), ("gender", 2), ("age", 4), ("emotion", 5), ("mouth", 2))}}  # fmt: skip
+def to_pixels(frames: torch.Tensor, image_size: int) -> torch.Tensor:
+    """`uint8` frames → the tower's input: resized square, normalised as the reasoner's processor does (mean 0.5,
+    std 0.5)."""
+    return F.interpolate(frames.float(), size=(image_size,) * 2, mode="bilinear", antialias=True) / 127.5 - 1.0
+
+
+HEAD_SIZES = (("present", 2), ("gender", 2), ("age", 4), ("emotion", 5), ("mouth", 2), ("talking", 2))
+HEADS = {"count": 4, **{f"{name}{k}": n for k in range(NUM_SLOTS) for name, n in HEAD_SIZES}}
 KIND = {name: name.rstrip("012") for name in HEADS}  # a head's kind: its name without the slot
+CLIP_HEADS = [name for name in HEADS if KIND[name] == "talking"]  # one label per clip, not per frame
 
 
 class FrameClassifier(torch.nn.Module):
@@ -114,14 +142,22 @@ class FrameClassifier(torch.nn.Module):
     (the first towers, pooled by the mean only and shown first / last frames, left every mouth head at its
     commonest label). The reasoner's projector pools the same regions (`pooled_regions`), so what the heads read
     reaches its language model as is.
+
+    Given `frames_per_clip`, the talking heads also answer per clip: each reads its slot's mean and standard
+    deviation over the clip's frames, the statistics the reasoner's pooled tokens carry
+    (`DeepDubberReasonerConfig.temporal_pooling`). A mouth that moves is what they are trained to find; per-frame
+    mouth heads alone, read over the reasoner's ten frames, told who talks little better than always giving the
+    commoner answer (benchmarks/RESULTS.md).
     """
 
     def __init__(self, tower, width: int):
         super().__init__()
         self.tower = tower
-        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(2 * width, n) for name, n in HEADS.items()})
+        self.heads = torch.nn.ModuleDict(
+            {name: torch.nn.Linear((4 if name in CLIP_HEADS else 2) * width, n) for name, n in HEADS.items()}
+        )
 
-    def forward(self, pixel_values):
+    def forward(self, pixel_values, frames_per_clip: int | None = None):
         grid = self.tower(pixel_values=pixel_values).last_hidden_state  # (n, c, h, w)
         if grid.ndim == 3:  # a ViT's (n, p, c)
             side = int(grid.shape[1] ** 0.5)
@@ -129,8 +165,13 @@ class FrameClassifier(torch.nn.Module):
         pooled = pool_regions(grid, NUM_SLOTS)  # (n, 1 + 3, 2c): the whole frame, then the slots
         logits = {"count": self.heads["count"](pooled[:, 0])}
         for name in HEADS:
-            if name != "count":
+            if name != "count" and name not in CLIP_HEADS:
                 logits[name] = self.heads[name](pooled[:, 1 + int(name[-1])])
+        if frames_per_clip:
+            # Every clip's mean and spread, from its first frame's row: (clips, 1 + 3, 4c).
+            stats = clip_statistics(pooled, frames_per_clip)[::frames_per_clip, :, pooled.shape[-1] :]
+            for name in CLIP_HEADS:
+                logits[name] = self.heads[name](stats[:, 1 + int(name[-1])])
         return logits
 
 
@@ -149,7 +190,17 @@ def parse_args(input_args=None):
         help="The tiny tower to train (its configuration is in deepdubber_hf.reasoner.configuration_reasoner); "
         "the ResNet learns every head better than the ConvNeXt (benchmarks/RESULTS.md).",
     )
+    parser.add_argument(
+        "--init_from", type=str, default=None,
+        help="Go on from a tower this script saved (its configuration, image size included, replaces "
+        "--vision_model_type and --image_size); the heads start afresh.",
+    )
     parser.add_argument("--num_frames", type=int, default=4, help="Frames per clip per pass.")
+    parser.add_argument(
+        "--frame_sampling", type=str, default="random", choices=["random", "reasoner"],
+        help="'random': --num_frames frames drawn at random per clip; 'reasoner': the frames the reasoner sees (pass "
+        "--num_frames 10, the reasoner's num_frames), which also trains the per-clip talking heads on them.",
+    )
     parser.add_argument(
         "--image_size", type=int, default=TINY_VISION_CONFIG["image_size"],
         help="Square input size of the tower (the reasoner's processor resizes frames to it).",
@@ -159,8 +210,8 @@ def parse_args(input_args=None):
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument(
         "--head_weight", type=str, nargs="*", default=[], metavar="HEAD=WEIGHT",
-        help="Loss weight of a kind of head (count, present, gender, age, emotion, mouth; default 1 each), e.g. "
-        "mouth=4; 0 leaves the kind out.",
+        help="Loss weight of a kind of head (count, present, gender, age, emotion, mouth, talking; default 1 each), "
+        "e.g. mouth=4; 0 leaves the kind out.",
     )
     parser.add_argument("--dataloader_num_workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -201,28 +252,37 @@ def load_split(args, split: str):
 def decode(args, dataset, image_size: int, desc: str) -> list:
     """(pixels, per-frame targets) of every clip, decoded once by the data loader's workers."""
     loader = torch.utils.data.DataLoader(
-        FrameDataset(dataset, args.num_frames, image_size, seed=args.seed),
+        FrameDataset(dataset, args.num_frames, image_size, seed=args.seed, sampling=args.frame_sampling),
         batch_size=None, num_workers=args.dataloader_num_workers, shuffle=False,
     )
     return list(tqdm(loader, desc=desc, unit="clip"))
 
 
 def stack(clips: list) -> tuple:
+    """A batch of decoded clips: their frames' pixels, the per-frame targets of every frame and the per-clip ones."""
     pixels = torch.cat([clip[0] for clip in clips]).float()
-    targets = {name: torch.tensor([t[name] for clip in clips for t in clip[1]]) for name in HEADS}
+    frame_heads = [name for name in HEADS if name not in CLIP_HEADS]
+    targets = {name: torch.tensor([t[name] for clip in clips for t in clip[1]]) for name in frame_heads}
+    targets.update({name: torch.tensor([clip[2][name] for clip in clips]) for name in CLIP_HEADS})
     return pixels, targets
 
 
+def clip_length(args) -> int | None:
+    """Frames per clip for the talking heads when every clip gives the reasoner's frames (else they are not trained)."""
+    return args.num_frames if args.frame_sampling == "reasoner" else None
+
+
 @torch.no_grad()
-def head_accuracies(model, clips: list, batch_size: int) -> dict:
-    """Per head over the labelled frames of `clips`: accuracy (%), the share of its commonest label (%, what a head
-    that learned nothing scores) and the number of frames."""
+def head_accuracies(model, clips: list, batch_size: int, frames_per_clip: int | None = None) -> dict:
+    """Per head over the labelled frames of `clips` (the clips themselves for the talking heads, scored only given
+    `frames_per_clip`): accuracy (%), the share of its commonest label (%, what a head that learned nothing
+    scores) and the number of frames (or clips)."""
     model.eval()
     correct, labels = dict.fromkeys(HEADS, 0), {name: [] for name in HEADS}
     for start in range(0, len(clips), batch_size):
         pixels, targets = stack(clips[start : start + batch_size])
-        logits = model(pixels)
-        for name in HEADS:
+        logits = model(pixels, frames_per_clip)
+        for name in logits:
             labelled = targets[name] != -100
             correct[name] += (logits[name].argmax(-1)[labelled] == targets[name][labelled]).sum().item()
             labels[name] += targets[name][labelled].tolist()
@@ -245,28 +305,31 @@ def slot_of(row, character) -> int:
 
 
 @torch.no_grad()
-def talking_accuracy(model, dataset, image_size: int, num_frames: int = 10, share: float = 0.3) -> dict:
+def talking_accuracy(model, dataset, image_size: int, num_frames: int = REASONER_FRAMES, share: float = 0.3,
+                     clip_heads: bool = False) -> dict:
     """Does the tower tell who talks in a clip, from the frames the reasoner sees (first, last, evenly spaced)? Two
     readings of a visible character's slot's mouth head over the reasoner's `num_frames` frames: talking when the
     mouth is found open in any frame (`accuracy`), or in at least `share` of them (`accuracy_share`: one wrong frame
     does not make a silent character talk; what the reasoner's clip statistics can read, see
     `DeepDubberReasonerConfig.temporal_pooling`). The truth is the corpus's `talking`. This, not the per-frame
     score, is what the reasoner needs to tell a monologue from a narration, and a two-character monologue from a
-    dialogue."""
+    dialogue. With `clip_heads`, a third reading: the slot's talking head over the same frames (`accuracy_head`)."""
     model.eval()
-    by_any, by_share, truths = [], [], []
+    by_any, by_share, by_head, truths = [], [], [], []
     for row in tqdm(dataset.select_columns(["video", "characters", "width"]), desc="Who talks", unit="clip"):
         visible = [c for c in row["characters"] if c["visible"] and c["bbox"]]
         if not visible:
             continue
         frames = load_video_frames(row["video"], num_frames)
-        pixels = F.interpolate(frames.float(), size=(image_size,) * 2, mode="bilinear", antialias=True) / 127.5 - 1
-        logits = model(pixels)
+        logits = model(to_pixels(frames, image_size), num_frames if clip_heads else None)
         for character in visible:
-            open_frames = (logits[f"mouth{slot_of(row, character)}"].argmax(-1) == 1).float()
+            slot = slot_of(row, character)
+            open_frames = (logits[f"mouth{slot}"].argmax(-1) == 1).float()
             truth = bool(character["talking"])
             by_any.append(bool(open_frames.any()) == truth)
             by_share.append(bool(open_frames.mean() >= share) == truth)
+            if clip_heads:
+                by_head.append(bool(logits[f"talking{slot}"][0].argmax() == 1) == truth)
             truths.append(truth)
     model.train()
     talking = sum(truths) / len(truths) if truths else 0.0
@@ -275,7 +338,8 @@ def talking_accuracy(model, dataset, image_size: int, num_frames: int = 10, shar
         return round(100 * sum(hits) / len(hits), 2) if hits else None
 
     return {"accuracy": percent(by_any), "accuracy_share": percent(by_share), "share": share,
-            "majority": round(100 * max(talking, 1 - talking), 2), "characters": len(truths)}  # fmt: skip
+            "accuracy_head": percent(by_head), "majority": round(100 * max(talking, 1 - talking), 2),
+            "characters": len(truths)}  # fmt: skip
 
 
 def main(args):
@@ -285,9 +349,13 @@ def main(args):
     weights = head_weights(args.head_weight)
     dataset = load_split(args, args.split)
     eval_dataset = load_split(args, args.eval_split) if args.eval_split else None
-    tiny = TINY_VISION_CONFIGS[args.vision_model_type]
-    config = AutoConfig.for_model(args.vision_model_type, **{**tiny, "image_size": args.image_size})
-    tower = AutoModel.from_config(config)
+    if args.init_from:  # a tower this script saved: its weights and its configuration (and image size)
+        tower = AutoModel.from_pretrained(args.init_from)
+        config = tower.config
+    else:
+        tiny = TINY_VISION_CONFIGS[args.vision_model_type]
+        config = AutoConfig.for_model(args.vision_model_type, **{**tiny, "image_size": args.image_size})
+        tower = AutoModel.from_config(config)
     model = FrameClassifier(tower, config.hidden_sizes[-1] if hasattr(config, "hidden_sizes") else config.hidden_size)
     cache = decode(args, dataset, config.image_size, "Decoding frames")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
@@ -297,8 +365,8 @@ def main(args):
     with open(os.path.join(args.output_dir, "pretrain_log.jsonl"), "w") as log_file:  # a line per step, as it goes
         for step in tqdm(range(args.max_train_steps), desc="Steps"):
             pixels, targets = stack([cache[i] for i in rng.integers(len(cache), size=args.batch_size)])
-            logits = model(pixels)
-            losses = {name: F.cross_entropy(logits[name], targets[name], ignore_index=-100) for name in HEADS}
+            logits = model(pixels, clip_length(args))
+            losses = {name: F.cross_entropy(logits[name], targets[name], ignore_index=-100) for name in logits}
             loss = sum(weights[name] * value for name, value in losses.items() if torch.isfinite(value))
             loss.backward()
             optimizer.step()
@@ -313,15 +381,17 @@ def main(args):
             log_file.flush()
     if eval_dataset is not None:
         accuracies = head_accuracies(model, decode(args, eval_dataset, config.image_size, "Decoding eval frames"),
-                                     args.batch_size)  # fmt: skip
-        talking = talking_accuracy(model, eval_dataset, config.image_size)
+                                     args.batch_size, clip_length(args))  # fmt: skip
+        talking = talking_accuracy(model, eval_dataset, config.image_size,
+                                   clip_heads=clip_length(args) == REASONER_FRAMES)  # fmt: skip
         with open(os.path.join(args.output_dir, "head_accuracies.json"), "w") as handle:
             json.dump({"split": args.eval_split, "heads": accuracies, "talking": talking}, handle, indent=2)
         print("held-out head accuracy (%, commonest label's share in brackets): "
               + ", ".join(f"{k} {v['accuracy']} ({v['majority']})" for k, v in accuracies.items()))
         print(f"who talks, from the reasoner's frames: {talking['accuracy']} % of {talking['characters']} characters "
               f"with a mouth open in any frame, {talking['accuracy_share']} % with one open in at least "
-              f"{talking['share']:.0%} of them ({talking['majority']} % by always giving the commoner answer)")
+              f"{talking['share']:.0%} of them, {talking['accuracy_head']} % by the talking heads "
+              f"({talking['majority']} % by always giving the commoner answer)")
     save_pretrained_atomically(args.output_dir, tower)
     print(f"saved the vision tower to {args.output_dir} (final loss {np.mean([e['loss'] for e in log[-20:]]):.3f})")
 

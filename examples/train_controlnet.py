@@ -70,6 +70,7 @@ from deepdubber_hf.training_utils import (
     resume,
     save_checkpoint,
     save_pretrained_atomically,
+    whole_models,
 )
 
 logger = get_logger(__name__)
@@ -498,7 +499,6 @@ def main(args: argparse.Namespace) -> None:
                                                               str(v) for k, v in vars(args).items()})  # fmt: skip
 
     # 3. Train.
-    unwrapped = accelerator.unwrap_model(model)
     progress = tqdm(range(args.max_train_steps), initial=global_step, desc="Steps",
                     disable=not accelerator.is_local_main_process)  # fmt: skip
     epoch = first_epoch
@@ -541,6 +541,10 @@ def main(args: argparse.Namespace) -> None:
 
     # 4. The whole pipeline.
     accelerator.wait_for_everyone()
+    trained = ["controlnet", "video_encoder"] + ([] if args.no_duration_predictor else ["duration_predictor"])
+    trained += [] if args.no_conclusion else ["condition_encoder"]
+    # Every process takes part: under FSDP the weights are gathered from the shards.
+    trained = dict(zip(trained, whole_models(accelerator, model, trained), strict=True))
     if accelerator.is_main_process:
         reasoner = {}
         if args.reasoner_name_or_path:
@@ -549,10 +553,9 @@ def main(args: argparse.Namespace) -> None:
             reasoner["reasoner"], reasoner["reasoner_processor"] = load_reasoner(args.reasoner_name_or_path)
         pipeline = DeepDubberPipeline(
             transformer=transformer, scheduler=FlowMatchSwayScheduler(), vocoder=vocoder, tokenizer=tokenizer,
-            controlnet=unwrapped.controlnet,
-            duration_predictor=None if args.no_duration_predictor else unwrapped.duration_predictor,
-            video_encoder=unwrapped.video_encoder, image_processor=parts["image_processor"],
-            condition_encoder=None if args.no_conclusion else unwrapped.condition_encoder,
+            controlnet=trained["controlnet"], duration_predictor=trained.get("duration_predictor"),
+            video_encoder=trained["video_encoder"], image_processor=parts["image_processor"],
+            condition_encoder=trained.get("condition_encoder"),
             condition_tokenizer=None if args.no_conclusion else parts["condition_tokenizer"], **reasoner,
             reasoner_mode=args.reasoner_mode,
         )  # fmt: skip

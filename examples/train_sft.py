@@ -49,10 +49,12 @@ from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor, 
 from deepdubber_hf.reasoner.prompts import COT_INSTRUCTION, QA_QUESTION
 from deepdubber_hf.training_utils import (
     freeze_module,
+    is_sharded,
     open_train_log,
     resume,
     save_checkpoint,
     save_pretrained_atomically,
+    whole_models,
 )
 from deepdubber_hf.reasoner import (
     DeepDubberReasonerConfig,
@@ -314,6 +316,10 @@ def main(args: argparse.Namespace) -> None:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
     set_seed(args.seed)
+    if args.use_lora and is_sharded(accelerator):
+        raise ValueError("--use_lora under FSDP: the adapters cannot be merged from FSDP's shards at the end. Train "
+                         "LoRA with configs/accelerate/ddp.yaml or deepspeed_zero2.yaml (a LoRA run's optimiser state "
+                         "is small), or drop --use_lora.")  # fmt: skip
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
     accelerator.wait_for_everyone()
@@ -374,6 +380,9 @@ def main(args: argparse.Namespace) -> None:
         accelerator.unwrap_model(model).save_pretrained(os.path.join(folder, "reasoner"))  # with LoRA: the adapters
         processor.save_pretrained(os.path.join(folder, "reasoner"))
 
+    if is_sharded(accelerator):  # the main process holds a shard: its checkpoints resume, the final folder loads
+        export = None
+
     # 4. Train.
     logger.info(
         f"{len(items)} clips, {num_train_epochs} epochs, {args.max_train_steps} optimiser steps, "
@@ -422,8 +431,8 @@ def main(args: argparse.Namespace) -> None:
 
     # 5. Save the model (LoRA adapters merged) and its processor.
     accelerator.wait_for_everyone()
+    (unwrapped,) = whole_models(accelerator, model)  # every process: under FSDP the weights are gathered
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
         if args.use_lora:
             unwrapped = unwrapped.merge_and_unload()
         save_pretrained_atomically(args.output_dir, unwrapped, processor)

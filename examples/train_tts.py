@@ -67,7 +67,15 @@ from deepdubber_hf.models.vocoder import VocosVocoder
 from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline
 from deepdubber_hf.schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from deepdubber_hf.text import DeepDubberTokenizer
-from deepdubber_hf.training_utils import open_train_log, resume, save_checkpoint
+from deepdubber_hf.training_utils import (
+    full_tensors,
+    is_sharded,
+    open_train_log,
+    resume,
+    save_checkpoint,
+    shard_like,
+    whole_models,
+)
 
 logger = get_logger(__name__)
 
@@ -651,6 +659,20 @@ def check_launch(accelerator: Accelerator) -> None:
             )
 
 
+def save_averaged(ema: EMAModel, averaged: list, path: str) -> None:
+    """A loadable transformer folder holding the EMA's `averaged` weights (whole: see `full_tensors`) and, in its
+    config, the EMA's settings and step, as `EMAModel.save_pretrained` writes it (which reads the EMA's own
+    weights, only a shard of each under FSDP)."""
+    model = ema.model_cls.from_config(ema.model_config)
+    settings = ema.state_dict()
+    settings.pop("shadow_params", None)
+    model.register_to_config(**settings)
+    with torch.no_grad():
+        for param, value in zip(model.parameters(), averaged, strict=True):
+            param.copy_(value)
+    model.save_pretrained(path)
+
+
 def main(args: argparse.Namespace) -> None:
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -671,6 +693,9 @@ def main(args: argparse.Namespace) -> None:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
     check_launch(accelerator)
+    if is_sharded(accelerator) and not accelerator.is_fsdp2:
+        raise ValueError("under FSDP this script keeps its EMA on FSDP 2's sharded weights: set fsdp_version: 2 in the "
+                         "accelerate config (as configs/accelerate/fsdp.yaml does).")  # fmt: skip
     set_seed(args.seed, device_specific=True)  # a different noise stream per process
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -770,8 +795,9 @@ def main(args: argparse.Namespace) -> None:
     )
 
     def save_ema_hook(models, weights, output_dir):
+        averaged = full_tensors(ema.shadow_params)  # every process: under FSDP, each holds a shard of the average
         if accelerator.is_main_process:
-            ema.save_pretrained(os.path.join(output_dir, EMA_FOLDER))
+            save_averaged(ema, averaged, os.path.join(output_dir, EMA_FOLDER))
 
     def load_ema_hook(models, input_dir):
         path = os.path.join(input_dir, EMA_FOLDER)
@@ -783,7 +809,7 @@ def main(args: argparse.Namespace) -> None:
         ema_config = DiTTransformerModel.load_config(path)
         averaged = DiTTransformerModel.from_pretrained(path)
         state = {key: ema_config[key] for key in ema.state_dict() if key in ema_config}
-        state["shadow_params"] = [p.detach().to(accelerator.device) for p in averaged.parameters()]
+        state["shadow_params"] = shard_like([p.detach() for p in averaged.parameters()], list(unwrapped.parameters()))
         ema.load_state_dict(state)
 
     accelerator.register_save_state_pre_hook(save_ema_hook)
@@ -856,19 +882,24 @@ def main(args: argparse.Namespace) -> None:
     progress_bar.close()
 
     # 8. Save the EMA transformer (what inference uses), the tokenizer and the sampling scheduler.
+    # Every process takes part: under FSDP the weights and their average are gathered from the shards.
     accelerator.wait_for_everyone()
+    if args.save_raw_transformer:
+        (raw,) = whole_models(accelerator, model)
+        if accelerator.is_main_process:
+            raw.save_pretrained(os.path.join(args.output_dir, "transformer_raw"), safe_serialization=True)
+    ema.copy_to(unwrapped.parameters())
+    (transformer,) = whole_models(accelerator, model)
     if accelerator.is_main_process:
-        if args.save_raw_transformer:
-            unwrapped.save_pretrained(os.path.join(args.output_dir, "transformer_raw"), safe_serialization=True)
-        ema.copy_to(unwrapped.parameters())
         if args.vocoder_name_or_path:
             pipeline = DeepDubberPipeline(
-                transformer=unwrapped, scheduler=FlowMatchSwayScheduler(), vocoder=load_vocoder(args), tokenizer=tokenizer
+                transformer=transformer, scheduler=FlowMatchSwayScheduler(), vocoder=load_vocoder(args),
+                tokenizer=tokenizer,
             )
             pipeline.save_pretrained(args.output_dir)
             logger.info(f"Saved a DeepDubberPipeline (EMA transformer) to {args.output_dir}")
         else:
-            unwrapped.save_pretrained(os.path.join(args.output_dir, "transformer"), safe_serialization=True)
+            transformer.save_pretrained(os.path.join(args.output_dir, "transformer"), safe_serialization=True)
             tokenizer.save_pretrained(os.path.join(args.output_dir, "tokenizer"))
             FlowMatchSwayScheduler().save_pretrained(os.path.join(args.output_dir, "scheduler"))
             logger.info(f"Saved the EMA transformer, tokenizer and scheduler to {args.output_dir}")

@@ -1,4 +1,5 @@
-"""Checkpoint folders shared by the training scripts: atomic `accelerate` checkpoints and how to resume them.
+"""Checkpoint folders shared by the training scripts: atomic `accelerate` checkpoints and how to resume them; and
+the whole weights of a model that FSDP has split between processes, for `save_pretrained`.
 
 A checkpoint is written into `tmp-checkpoint-{step}` and renamed to `checkpoint-{step}` only once every process
 has written its part, so a crash never leaves a half-written folder that looks finished.
@@ -13,6 +14,7 @@ import shutil
 from collections.abc import Callable
 
 from accelerate.logging import get_logger
+from accelerate.utils import DistributedType
 
 logger = get_logger(__name__)
 
@@ -139,6 +141,70 @@ def save_pretrained_atomically(output_dir: str, *components) -> None:
     os.rmdir(tmp_dir)
 
 
+def is_sharded(accelerator) -> bool:
+    """Whether each process holds only a shard of the prepared models' weights (FSDP)."""
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def rebuild_with_weights(model, state_dict: dict):
+    """A copy of the diffusers or transformers `model`, built on the CPU from its configuration, holding
+    `state_dict` (all its weights, e.g. gathered from FSDP's shards); every key must match."""
+    from transformers import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel):
+        copy = type(model)._from_config(model.config)
+    elif hasattr(type(model), "from_config") and hasattr(model, "config"):  # a diffusers ModelMixin
+        copy = type(model).from_config(model.config)
+    else:
+        raise TypeError(f"{type(model).__name__} has no configuration to rebuild it from; only diffusers and "
+                        "transformers models can be saved from FSDP shards.")  # fmt: skip
+    copy.load_state_dict(state_dict, strict=True)
+    return copy
+
+
+def whole_models(accelerator, model, names=("",)) -> list:
+    """The trained `model`'s parts `names` (submodule paths, "" for the model itself), unwrapped and with all their
+    weights, for `save_pretrained` on the main process. Every process must call it.
+
+    Under DDP, DeepSpeed ZeRO-2 or one process they are the unwrapped model's own submodules. Under FSDP each process
+    holds a shard of every weight: `accelerator.get_state_dict` gathers them (a collective) to the main process,
+    which gets copies of the parts built from their configurations (`rebuild_with_weights`); the other processes get
+    `None`s.
+    """
+    unwrapped = accelerator.unwrap_model(model)
+    parts = [unwrapped.get_submodule(name) for name in names]
+    if not is_sharded(accelerator):
+        return parts
+    state = accelerator.get_state_dict(model)
+    if not accelerator.is_main_process:
+        return [None] * len(parts)
+    copies = []
+    for name, part in zip(names, parts, strict=True):
+        prefix = f"{name}." if name else ""
+        own = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        copies.append(rebuild_with_weights(part, own))
+    return copies
+
+
+def full_tensors(tensors) -> list:
+    """Whole tensors from FSDP 2's sharded ones (`DTensor.full_tensor`, a collective: every process calls it); other
+    tensors as they are."""
+    from torch.distributed.tensor import DTensor
+
+    return [t.full_tensor() if isinstance(t, DTensor) else t for t in tensors]
+
+
+def shard_like(tensors, params) -> list:
+    """Whole `tensors` split between the processes as `params` are (FSDP 2's `DTensor`s); as they are for plain
+    parameters. The inverse of `full_tensors`."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    return [
+        distribute_tensor(t.to(p.device), p.device_mesh, p.placements) if isinstance(p, DTensor) else t.to(p.device)
+        for t, p in zip(tensors, params, strict=True)
+    ]
+
+
 def freeze_module(module):
     """Fix `module`'s weights and keep it in eval mode for good: `model.train()` (which trainers call before every
     step) leaves it alone, so batch-norm statistics neither drift nor switch to per-batch ones (a ResNet tower
@@ -154,10 +220,15 @@ __all__ = [
     "TRAINING_STATE_FILE",
     "checkpoint_step",
     "freeze_module",
+    "full_tensors",
+    "is_sharded",
     "list_checkpoints",
     "open_train_log",
+    "rebuild_with_weights",
     "resolve_checkpoint",
     "resume",
     "save_checkpoint",
     "save_pretrained_atomically",
+    "shard_like",
+    "whole_models",
 ]

@@ -103,14 +103,68 @@ def test_pretrained_vision_tower_is_the_start_of_sft(tiny_corpus, tmp_path):
         assert torch.equal(value, reasoner.model.vision_tower.state_dict()[name]), name  # loaded, then frozen
 
 
-def test_vision_tower_head_weights_cover_every_slot_and_reject_unknown_kinds():
+def _pretrain_module():
     import importlib.util
-
-    import pytest
 
     spec = importlib.util.spec_from_file_location("pretrain", os.path.join(ROOT, "examples", "pretrain_vision_tower.py"))
     pretrain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pretrain)
+    return pretrain
+
+
+def test_talking_heads_read_each_clip_as_a_whole():
+    from transformers import AutoConfig, AutoModel
+
+    from deepdubber_hf.reasoner.configuration_reasoner import TINY_RESNET_VISION_CONFIG
+
+    pretrain = _pretrain_module()
+    torch.manual_seed(0)
+    tower = AutoModel.from_config(AutoConfig.for_model("resnet", **TINY_RESNET_VISION_CONFIG)).eval()
+    model = pretrain.FrameClassifier(tower, TINY_RESNET_VISION_CONFIG["hidden_sizes"][-1]).eval()
+    frames = torch.randn(2 * 5, 3, 64, 64)  # two clips of five frames
+    with torch.no_grad():
+        logits = model(frames, frames_per_clip=5)
+        shuffled = model(frames[[3, 0, 4, 1, 2, 5, 6, 7, 8, 9]], frames_per_clip=5)  # the first clip's order only
+        alone = model(frames[5:], frames_per_clip=5)
+        per_frame = model(frames)
+    assert logits["talking1"].shape == (2, 2) and logits["mouth1"].shape == (10, 2)
+    for name in pretrain.CLIP_HEADS:
+        assert torch.allclose(logits[name], shuffled[name], atol=1e-5)  # a clip's statistics, whatever the order
+        assert torch.allclose(logits[name][1], alone[name][0], atol=1e-5)  # each clip read on its own
+        assert not torch.allclose(logits[name][0], logits[name][1])
+        assert name not in per_frame  # without whole clips there is nothing to read
+
+
+def test_vision_tower_trains_talking_heads_on_the_reasoners_frames(tiny_corpus, tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    from deepdubber_hf.reasoner.configuration_reasoner import TINY_RESNET_VISION_CONFIG
+
+    start_dir, tower_dir = str(tmp_path / "start"), str(tmp_path / "tower")
+    start = AutoModel.from_config(AutoConfig.for_model("resnet", **{**TINY_RESNET_VISION_CONFIG, "image_size": 96}))
+    start.save_pretrained(start_dir)  # a tower saved before: the run goes on from it
+    command = [sys.executable, os.path.join(ROOT, "examples", "pretrain_vision_tower.py"), "--dataset", tiny_corpus,
+               "--dataset_config_name", "level1", "--output_dir", tower_dir, "--max_train_steps", "2", "--batch_size",
+               "2", "--num_frames", "10", "--frame_sampling", "reasoner", "--head_weight", "talking=2",
+               "--init_from", start_dir, "--dataloader_num_workers", "0"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(tower_dir, "pretrain_log.jsonl")) as handle:
+        assert all(json.loads(line)["loss_talking"] > 0 for line in handle)
+    with open(os.path.join(tower_dir, "head_accuracies.json")) as handle:
+        scores = json.load(handle)
+    clips = sum(scores["heads"][f"talking{k}"]["frames"] for k in range(3))  # (clip, slot) pairs with a character
+    assert 0 < clips <= scores["talking"]["characters"]
+    assert 0 <= scores["talking"]["accuracy_head"] <= 100
+    tower = AutoModel.from_pretrained(tower_dir)
+    assert tower.config.image_size == 96  # the starting tower's configuration
+    assert any(not torch.equal(value, start.state_dict()[name]) for name, value in tower.state_dict().items())
+
+
+def test_vision_tower_head_weights_cover_every_slot_and_reject_unknown_kinds():
+    import pytest
+
+    pretrain = _pretrain_module()
     weights = pretrain.head_weights(["mouth=4", "emotion=0"])
     assert [weights[f"mouth{k}"] for k in range(3)] == [4.0] * 3 and weights["emotion1"] == 0.0
     assert weights["count"] == weights["gender2"] == 1.0
