@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from deepdubber_hf.audio import HOP_LENGTH, SAMPLING_RATE, load_audio, log_mel_spectrogram, num_mel_frames
 from deepdubber_hf.models.conversion_f5tts import F5TTS_ARCHS, f5tts_config_to_dit_config
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
-from deepdubber_hf.models.vocoder import VocosVocoder
+from deepdubber_hf.models.vocoder import GriffinLimVocoder, VocosVocoder
 from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline
 from deepdubber_hf.schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from deepdubber_hf.text import DeepDubberTokenizer
@@ -88,6 +88,15 @@ MODEL_CONFIGS = {
         attention_head_dim=32,
         mlp_ratio=2.0,
         text_embed_dim=64,
+        num_text_conv_layers=2,
+    ),
+    # The embedded default's speech generator (`make tiny-checkpoints`): 6.3 M parameters, trainable on a CPU.
+    "mini": dict(
+        num_layers=6,
+        num_attention_heads=4,
+        attention_head_dim=64,
+        mlp_ratio=2.0,
+        text_embed_dim=128,
         num_text_conv_layers=2,
     ),
     # F5-TTS v1 Small and Base, from the one table of F5-TTS architectures the converter uses.
@@ -424,14 +433,18 @@ def load_transformer(args, vocab_size: int) -> DiTTransformerModel:
     return DiTTransformerModel.from_config(config)
 
 
-def load_vocoder(args) -> VocosVocoder:
-    """`--vocoder_name_or_path`: a saved VocosVocoder, or the official Vocos layout (config.yaml + weights)."""
+def load_vocoder(args) -> VocosVocoder | GriffinLimVocoder:
+    """`--vocoder_name_or_path`: `griffin_lim`, a saved VocosVocoder / GriffinLimVocoder (or a pipeline folder holding
+    one in `vocoder/`), or the official Vocos layout (config.yaml + weights)."""
     path = args.vocoder_name_or_path
+    if path == "griffin_lim":
+        return GriffinLimVocoder()
     if os.path.isfile(os.path.join(path, "config.yaml")):
         return VocosVocoder.from_vocos_checkpoint(path)
-    if os.path.isdir(os.path.join(path, "vocoder")):
-        return VocosVocoder.from_pretrained(path, subfolder="vocoder")
-    return VocosVocoder.from_pretrained(path)
+    subfolder = "vocoder" if os.path.isdir(os.path.join(path, "vocoder")) else None
+    config = VocosVocoder.load_config(path, subfolder=subfolder)
+    cls = GriffinLimVocoder if config.get("_class_name") == GriffinLimVocoder.__name__ else VocosVocoder
+    return cls.from_pretrained(path, subfolder=subfolder)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -485,7 +498,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         "--model_config",
         type=str,
         default="base",
-        help="For a fresh model: 'tiny', 'small' (F5-TTS v1 Small), 'base' (F5-TTS v1 Base) or a config.json path.",
+        help="For a fresh model: 'tiny', 'mini' (the embedded default), 'small' (F5-TTS v1 Small), 'base' (F5-TTS v1 Base) or a config.json path.",
     )
     parser.add_argument(
         "--text_upsampling",
@@ -598,8 +611,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         "--vocoder_name_or_path",
         type=str,
         default=None,
-        help="A VocosVocoder folder or an official Vocos folder (config.yaml + pytorch_model.bin): the output then "
-        "is a complete DeepDubberPipeline folder (with model_index.json).",
+        help="'griffin_lim' (no weights), a VocosVocoder folder or an official Vocos folder (config.yaml + "
+        "pytorch_model.bin): the output then is a complete DeepDubberPipeline folder (with model_index.json).",
     )
     parser.add_argument(
         "--save_raw_transformer",

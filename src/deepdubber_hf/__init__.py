@@ -24,6 +24,7 @@ _EXPORTS = {
     "DiTTransformerOutput": ".models",
     "FlowMatchSwayScheduler": ".schedulers",
     "FlowMatchSwaySchedulerOutput": ".schedulers",
+    "GriffinLimVocoder": ".models",
     "VocosVocoder": ".models",
 }
 

@@ -8,11 +8,13 @@ an error here, after a small documented normalisation (:data:`UNKNOWN_CHARACTER_
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, Literal
 
 import torch
@@ -100,13 +102,15 @@ def _espeak_ipa(text: str, language: str) -> str:
     return " ".join(ipa.split())
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def phonemize(text: str, language: str = "en-us") -> str:
     r"""
     Text → IPA with espeak-ng, keeping word boundaries (spaces) and the punctuation in `PHONEME_PUNCTUATION`.
 
     The text is first folded with :data:`UNKNOWN_CHARACTER_MAP` (so "…" becomes "..." and ";" becomes ","), then
     split at runs of `, . ? !`; each piece in between is phonemised and the punctuation is put back after it.
-    Numbers such as "3.5" and "1,000" are left to espeak-ng, which reads them out.
+    Numbers such as "3.5" and "1,000" are left to espeak-ng, which reads them out. Results are cached (one
+    espeak-ng process per piece is the slow part of tokenising a training batch).
 
     Args:
         text (`str`):
@@ -326,8 +330,12 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
         if tokenizer_mode not in ("char", "phoneme"):
             raise ValueError(f"tokenizer_mode must be 'char' or 'phoneme', got {tokenizer_mode!r}.")
         symbols = set()
+        if tokenizer_mode == "phoneme":
+            # One espeak-ng process per text piece: run several at once (they wait on process start-up, not CPU).
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                texts = list(pool.map(lambda text: phonemize(text, phoneme_language), set(texts)))
         for text in texts:
-            symbols.update(phonemize(text, phoneme_language) if tokenizer_mode == "phoneme" else text)
+            symbols.update(text)
         symbols = sorted(symbol for symbol in symbols if not symbol.isspace())
         save_dir = os.fspath(save_dir)
         os.makedirs(save_dir, exist_ok=True)

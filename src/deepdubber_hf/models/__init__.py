@@ -1,7 +1,7 @@
 from .controlnet_dit import DeepDubberControlNetModel, DeepDubberControlNetOutput
 from .duration_predictor import DurationPredictorModel, DurationPredictorOutput
 from .transformer_dit import DiTTransformerModel, DiTTransformerOutput
-from .vocoder import VocosVocoder
+from .vocoder import GriffinLimVocoder, VocosVocoder
 
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "DiTTransformerOutput",
     "DurationPredictorModel",
     "DurationPredictorOutput",
+    "GriffinLimVocoder",
     "VocosVocoder",
 ]

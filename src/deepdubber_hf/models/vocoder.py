@@ -234,3 +234,117 @@ def _config_from_vocos_hparams(hparams, config_path: str) -> dict:
 
 
 __all__ = ["VocosVocoder"]
+
+
+class GriffinLimVocoder(ModelMixin, ConfigMixin):
+    r"""
+    A vocoder with nothing to train: the log-mel is mapped back to a linear magnitude spectrogram by non-negative
+    least squares against the mel filter bank, then Griffin-Lim (with momentum, Perraudin et al. 2013) estimates a
+    phase for it. Same input and output as [`VocosVocoder`], so a pipeline can hold either; it sounds rougher than
+    a trained Vocos but costs no training and no weights, which is why the embedded default may use it (see the
+    model card for the measured choice).
+
+    Args:
+        num_mel_bins (`int`, *optional*, defaults to 100):
+            Mel channels of the input.
+        n_fft (`int`, *optional*, defaults to 1024):
+            FFT size (and window length) of the mel spectrogram.
+        hop_length (`int`, *optional*, defaults to 256):
+            Samples per mel frame.
+        sampling_rate (`int`, *optional*, defaults to 24000):
+            Rate of the mel spectrogram's audio and of the output.
+        num_iterations (`int`, *optional*, defaults to 32):
+            Griffin-Lim iterations.
+        momentum (`float`, *optional*, defaults to 0.99):
+            The fast Griffin-Lim momentum (0 gives the original algorithm).
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from deepdubber_hf.models import GriffinLimVocoder
+
+    >>> GriffinLimVocoder(num_iterations=2)(torch.randn(1, 100, 50)).shape
+    torch.Size([1, 12544])
+    ```
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_mel_bins: int = 100,
+        n_fft: int = 1024,
+        hop_length: int = 256,
+        sampling_rate: int = 24000,
+        num_iterations: int = 32,
+        momentum: float = 0.99,
+    ):
+        super().__init__()
+        import torchaudio
+
+        # The filter bank of deepdubber_hf.audio.LogMelSpectrogram (torchaudio's HTK mel scale, no norm).
+        filters = torchaudio.functional.melscale_fbanks(
+            n_fft // 2 + 1, 0.0, sampling_rate / 2, num_mel_bins, sampling_rate, norm=None, mel_scale="htk"
+        )  # (n_fft // 2 + 1, c)
+        self.register_buffer("mel_filters", filters, persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        # Something to save, so that save_pretrained / from_pretrained round-trip like any other component.
+        self.register_buffer("format_version", torch.ones(1), persistent=True)
+
+    def magnitudes(self, mel: torch.Tensor, num_steps: int = 100) -> torch.Tensor:
+        """Log-mel `(b, c, n)` → linear magnitudes `(b, n_fft // 2 + 1, n)`: projected gradient descent on
+        ||F^T s - m||^2 with s >= 0, started from the pseudo-inverse (clamped)."""
+        target = mel.float().exp()  # (b, c, n)
+        filters = self.mel_filters.float()  # (f, c)
+        spec = (torch.linalg.pinv(filters.T) @ target).clamp(min=0)  # (b, f, n)
+        gram = filters @ filters.T  # (f, f)
+        step = 1.0 / torch.linalg.matrix_norm(gram, ord=2)
+        rhs = filters @ target  # (b, f, n)
+        for _ in range(num_steps):
+            spec = (spec - step * (gram @ spec - rhs)).clamp(min=0)
+        return spec
+
+    def forward(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """
+        Args:
+            mel (`torch.Tensor` of shape `(batch_size, num_mel_bins, num_frames)` or `(num_mel_bins, num_frames)`):
+                Natural-log magnitude mel spectrogram.
+            generator (`torch.Generator`, *optional*):
+                For the random initial phase (by default a fixed seed, so the output is deterministic).
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size, num_samples)`, or `(num_samples,)` for an unbatched `mel`.
+        """
+        if mel.ndim not in (2, 3) or mel.shape[-2] != self.config.num_mel_bins:
+            raise ValueError(
+                f"mel must have shape (batch_size, {self.config.num_mel_bins}, num_frames) or "
+                f"({self.config.num_mel_bins}, num_frames), got {tuple(mel.shape)}; a (batch_size, num_frames, "
+                f"{self.config.num_mel_bins}) mel needs `mel.transpose(1, 2)` first."
+            )
+        squeeze = mel.ndim == 2
+        if squeeze:
+            mel = mel[None]
+        n_fft, hop = self.config.n_fft, self.config.hop_length
+        magnitude = self.magnitudes(mel.to(self.window.device))  # (b, f, n)
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        phase = torch.rand(magnitude.shape, generator=generator) * 2 * torch.pi
+        angles = torch.polar(torch.ones_like(magnitude), phase.to(magnitude.device))
+        num_samples = (magnitude.shape[-1] - 1) * hop
+
+        def istft(spec):
+            return torch.istft(spec, n_fft, hop, n_fft, self.window, center=True, length=num_samples)
+
+        previous = torch.zeros_like(angles)
+        for _ in range(self.config.num_iterations):
+            waveform = istft(magnitude * angles)
+            rebuilt = torch.stft(waveform, n_fft, hop, n_fft, self.window, center=True, return_complex=True)
+            angles = rebuilt - self.config.momentum / (1 + self.config.momentum) * previous
+            previous = rebuilt
+            angles = angles / angles.abs().clamp(min=1e-16)
+        waveform = istft(magnitude * angles).to(mel.dtype)
+        return waveform[0] if squeeze else waveform
+
+    def decode(self, mel: torch.Tensor) -> torch.Tensor:
+        """Alias of `forward`, like [`VocosVocoder.decode`]."""
+        return self(mel)

@@ -23,7 +23,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..audio import TARGET_RMS, load_audio, log_mel_spectrogram, rms_normalize, save_audio
 from ..models.embeddings import average_text_durations
 from ..models.transformer_dit import DiTTransformerModel
-from ..models.vocoder import VocosVocoder
+from ..models.vocoder import GriffinLimVocoder, VocosVocoder
 from ..schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from ..text import DeepDubberTokenizer
 from .dubbing import (
@@ -148,7 +148,7 @@ class DubPlan:
 def _as_list(value, batch_size: int, name: str) -> list:
     """One value per text: a single value (a path, a waveform, a number, ...) is repeated."""
     if value is None or isinstance(value, (str, os.PathLike, tuple, dict, int, float, np.ndarray)) or \
-            torch.is_tensor(value):
+            torch.is_tensor(value) or hasattr(value, "get_all_samples"):  # a torchcodec decoder (datasets 4+)
         return [value] * batch_size
     value = list(value)
     if len(value) != batch_size:
@@ -176,7 +176,7 @@ class DeepDubberPipeline(DiffusionPipeline):
             Predicts the flow of the mel spectrogram.
         scheduler ([`FlowMatchSwayScheduler`]):
             Integrates the flow from noise to mel.
-        vocoder ([`VocosVocoder`]):
+        vocoder ([`VocosVocoder`] or [`GriffinLimVocoder`]):
             Mel → waveform.
         tokenizer ([`DeepDubberTokenizer`]):
             Script → character or phoneme ids.
@@ -210,11 +210,19 @@ class DeepDubberPipeline(DiffusionPipeline):
     ]  # fmt: skip
     _callback_tensor_inputs = ["latents"]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' `from_pretrained`, after importing the modules `model_index.json` names (diffusers only loads
+        classes from modules the process has imported): the reasoner's, which nothing else imports."""
+        from .. import reasoner  # noqa: F401  (registers DeepDubberReasoner* under their module paths)
+
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     def __init__(
         self,
         transformer: DiTTransformerModel,
         scheduler: FlowMatchSwayScheduler,
-        vocoder: VocosVocoder,
+        vocoder: Union[VocosVocoder, GriffinLimVocoder],
         tokenizer: DeepDubberTokenizer,
         controlnet=None,
         duration_predictor=None,
