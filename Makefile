@@ -40,6 +40,7 @@ speak: system-deps $(STAMP)
 
 # Dubs the sample clip (or CLIP=... LINE="...") with the embedded default: prints the reasoning, writes $(DUBBED).
 dub: system-deps $(STAMP)
+	@test -f "$(CLIP)" || { echo "no clip at $(CLIP): pass CLIP=your_clip.mp4 LINE=\"...\", or build the embedded default and its sample with make tiny-checkpoints"; exit 1; }
 	HF_HUB_OFFLINE=1 $(VENV)/bin/deepdubber dub "$(CLIP)" --text "$(if $(LINE),$(LINE),$$(cat $(SAMPLE)/line.txt))" -o $(DUBBED)
 
 # Generates the corpus and trains every component of checkpoints/deepdubber-tiny (resumable; under 3 h on 2 cores).

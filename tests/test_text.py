@@ -148,6 +148,8 @@ def test_phoneme_mode_with_espeak_ng(tmp_path):
 def test_phoneme_mode_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="espeak-ng --voices"):
         phonemize("hello", language="xx-not-a-voice")
+    assert phonemize("hello") == phonemize("hello") and phonemize.cache_info().hits >= 1  # cached
+    phonemize.cache_clear()
     monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on PATH
     with pytest.raises(FileNotFoundError, match="apt-get install espeak-ng"):
         phonemize("hello")

@@ -31,6 +31,16 @@ _VOCOS_DOWNLOAD_HINT = (
 )
 
 
+def _batched_mel(mel: torch.Tensor, num_mel_bins: int) -> tuple[torch.Tensor, bool]:
+    """A vocoder's input as `(b, c, n)`, and whether it came unbatched; a clear error for any other shape."""
+    if mel.ndim not in (2, 3) or mel.shape[-2] != num_mel_bins:
+        raise ValueError(
+            f"mel must have shape (batch_size, {num_mel_bins}, num_frames) or ({num_mel_bins}, num_frames), got "
+            f"{tuple(mel.shape)}; a (batch_size, num_frames, {num_mel_bins}) mel needs `mel.transpose(1, 2)` first."
+        )
+    return (mel[None], True) if mel.ndim == 2 else (mel, False)
+
+
 class VocosVocoder(ModelMixin, ConfigMixin):
     r"""
     Vocos (Siuzdak, 2023): a ConvNeXt backbone predicts STFT magnitude and phase per mel frame, an inverse STFT
@@ -96,15 +106,7 @@ class VocosVocoder(ModelMixin, ConfigMixin):
         Returns:
             `torch.Tensor` of shape `(batch_size, num_samples)`, or `(num_samples,)` for an unbatched `mel`.
         """
-        if mel.ndim not in (2, 3) or mel.shape[-2] != self.config.num_mel_bins:
-            raise ValueError(
-                f"mel must have shape (batch_size, {self.config.num_mel_bins}, num_frames) or "
-                f"({self.config.num_mel_bins}, num_frames), got {tuple(mel.shape)}; a (batch_size, num_frames, "
-                f"{self.config.num_mel_bins}) mel needs `mel.transpose(1, 2)` first."
-            )
-        squeeze = mel.ndim == 2
-        if squeeze:
-            mel = mel[None]
+        mel, squeeze = _batched_mel(mel, self.config.num_mel_bins)
         hidden_states = self.backbone(mel.to(self.dtype))  # (b, n, d)
         waveform = self.head(hidden_states)  # (b, nw)
         return waveform[0] if squeeze else waveform
@@ -315,15 +317,7 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
         Returns:
             `torch.Tensor` of shape `(batch_size, num_samples)`, or `(num_samples,)` for an unbatched `mel`.
         """
-        if mel.ndim not in (2, 3) or mel.shape[-2] != self.config.num_mel_bins:
-            raise ValueError(
-                f"mel must have shape (batch_size, {self.config.num_mel_bins}, num_frames) or "
-                f"({self.config.num_mel_bins}, num_frames), got {tuple(mel.shape)}; a (batch_size, num_frames, "
-                f"{self.config.num_mel_bins}) mel needs `mel.transpose(1, 2)` first."
-            )
-        squeeze = mel.ndim == 2
-        if squeeze:
-            mel = mel[None]
+        mel, squeeze = _batched_mel(mel, self.config.num_mel_bins)
         n_fft, hop = self.config.n_fft, self.config.hop_length
         magnitude = self.magnitudes(mel.to(self.window.device))  # (b, f, n)
         if generator is None:
