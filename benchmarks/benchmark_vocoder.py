@@ -1,5 +1,5 @@
-"""Copy synthesis: how much intelligibility a vocoder loses. Ground-truth speech → log-mel → vocoder → Whisper-base,
-against Whisper-base on the ground-truth speech itself, on a corpus split's utterances.
+"""Copy synthesis: how much intelligibility a vocoder loses. Ground-truth speech → log-mel → vocoder →
+Whisper-base, against Whisper-base on the ground-truth speech itself, on a corpus split's clips.
 
     python benchmarks/benchmark_vocoder.py --dataset /work/rc/eval --dataset_config_name level1 --num_clips 60 \
         --vocoders griffin_lim [--vocoders griffin_lim path/to/vocos_folder] [--save_dir copies/]

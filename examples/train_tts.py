@@ -498,7 +498,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         "--model_config",
         type=str,
         default="base",
-        help="For a fresh model: 'tiny', 'mini' (the embedded default), 'small' (F5-TTS v1 Small), 'base' (F5-TTS v1 Base) or a config.json path.",
+        help="For a fresh model: 'tiny', 'mini' (the embedded default), 'small' (F5-TTS v1 Small), 'base' (F5-TTS "
+        "v1 Base) or a config.json path.",
     )
     parser.add_argument(
         "--text_upsampling",
