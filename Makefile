@@ -1,5 +1,6 @@
-# Entry points (see README): `make dub` (the main command), `make test`, `make speak` and `make tiny-checkpoints`. Both are idempotent: the venv is
-# rebuilt only when setup.py or constraints.txt change, system packages only when missing.
+# Entry points (see README): `make dub` (the main command), `make test`, `make speak` and `make tiny-checkpoints`.
+# All are idempotent: the venv is rebuilt only when setup.py or constraints.txt change, system packages only when
+# missing, and the recipe skips the stages it has finished.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv

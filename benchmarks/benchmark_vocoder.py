@@ -20,15 +20,7 @@ import torch
 from deepdubber_hf.audio import SAMPLING_RATE, load_audio, log_mel_spectrogram, save_audio
 from deepdubber_hf.evaluation.asr import WhisperASR
 from deepdubber_hf.evaluation.wer import word_error_rate
-from deepdubber_hf.models import GriffinLimVocoder, VocosVocoder
-
-
-def load_vocoder(name: str):
-    if name == "griffin_lim":
-        return GriffinLimVocoder()
-    if os.path.isfile(os.path.join(name, "config.yaml")):
-        return VocosVocoder.from_vocos_checkpoint(name)
-    return VocosVocoder.from_pretrained(name)
+from deepdubber_hf.models.vocoder import load_vocoder
 
 
 def main(argv=None):

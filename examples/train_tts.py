@@ -64,6 +64,7 @@ from deepdubber_hf.audio import HOP_LENGTH, SAMPLING_RATE, load_audio, log_mel_s
 from deepdubber_hf.models.conversion_f5tts import F5TTS_ARCHS, f5tts_config_to_dit_config
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
 from deepdubber_hf.models.vocoder import GriffinLimVocoder, VocosVocoder
+from deepdubber_hf.models.vocoder import load_vocoder as load_vocoder_from
 from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline
 from deepdubber_hf.schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from deepdubber_hf.text import DeepDubberTokenizer
@@ -434,17 +435,8 @@ def load_transformer(args, vocab_size: int) -> DiTTransformerModel:
 
 
 def load_vocoder(args) -> VocosVocoder | GriffinLimVocoder:
-    """`--vocoder_name_or_path`: `griffin_lim`, a saved VocosVocoder / GriffinLimVocoder (or a pipeline folder holding
-    one in `vocoder/`), or the official Vocos layout (config.yaml + weights)."""
-    path = args.vocoder_name_or_path
-    if path == "griffin_lim":
-        return GriffinLimVocoder()
-    if os.path.isfile(os.path.join(path, "config.yaml")):
-        return VocosVocoder.from_vocos_checkpoint(path)
-    subfolder = "vocoder" if os.path.isdir(os.path.join(path, "vocoder")) else None
-    config = VocosVocoder.load_config(path, subfolder=subfolder)
-    cls = GriffinLimVocoder if config.get("_class_name") == GriffinLimVocoder.__name__ else VocosVocoder
-    return cls.from_pretrained(path, subfolder=subfolder)
+    """`--vocoder_name_or_path`, through :func:`deepdubber_hf.models.vocoder.load_vocoder`."""
+    return load_vocoder_from(args.vocoder_name_or_path)
 
 
 # ----------------------------------------------------------------------------------------------------------------

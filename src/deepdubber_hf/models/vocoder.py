@@ -235,8 +235,6 @@ def _config_from_vocos_hparams(hparams, config_path: str) -> dict:
     }
 
 
-__all__ = ["VocosVocoder"]
-
 
 class GriffinLimVocoder(ModelMixin, ConfigMixin):
     r"""
@@ -288,7 +286,13 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
         filters = torchaudio.functional.melscale_fbanks(
             n_fft // 2 + 1, 0.0, sampling_rate / 2, num_mel_bins, sampling_rate, norm=None, mel_scale="htk"
         )  # (n_fft // 2 + 1, c)
+        # Fixed by the config, so computed once: the start (pseudo-inverse), the normal equations and the step of
+        # the projected gradient descent in `magnitudes`.
+        gram = filters @ filters.T  # (f, f)
         self.register_buffer("mel_filters", filters, persistent=False)
+        self.register_buffer("pseudo_inverse", torch.linalg.pinv(filters.T), persistent=False)  # (f, c)
+        self.register_buffer("gram", gram, persistent=False)
+        self.register_buffer("step_size", 1.0 / torch.linalg.matrix_norm(gram, ord=2), persistent=False)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         # Something to save, so that save_pretrained / from_pretrained round-trip like any other component.
         self.register_buffer("format_version", torch.ones(1), persistent=True)
@@ -297,13 +301,10 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
         """Log-mel `(b, c, n)` → linear magnitudes `(b, n_fft // 2 + 1, n)`: projected gradient descent on
         ||F^T s - m||^2 with s >= 0, started from the pseudo-inverse (clamped)."""
         target = mel.float().exp()  # (b, c, n)
-        filters = self.mel_filters.float()  # (f, c)
-        spec = (torch.linalg.pinv(filters.T) @ target).clamp(min=0)  # (b, f, n)
-        gram = filters @ filters.T  # (f, f)
-        step = 1.0 / torch.linalg.matrix_norm(gram, ord=2)
-        rhs = filters @ target  # (b, f, n)
+        spec = (self.pseudo_inverse @ target).clamp(min=0)  # (b, f, n)
+        rhs = self.mel_filters @ target  # (b, f, n)
         for _ in range(num_steps):
-            spec = (spec - step * (gram @ spec - rhs)).clamp(min=0)
+            spec = (spec - self.step_size * (self.gram @ spec - rhs)).clamp(min=0)
         return spec
 
     def forward(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -342,3 +343,22 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
     def decode(self, mel: torch.Tensor) -> torch.Tensor:
         """Alias of `forward`, like [`VocosVocoder.decode`]."""
         return self(mel)
+
+
+def load_vocoder(name_or_path: str | os.PathLike) -> VocosVocoder | GriffinLimVocoder:
+    """
+    A vocoder by name or folder: `"griffin_lim"` (no weights), a saved [`VocosVocoder`] / [`GriffinLimVocoder`]
+    folder or a pipeline folder holding one in `vocoder/`, or the official Vocos layout (config.yaml + weights).
+    """
+    path = os.fspath(name_or_path)
+    if path == "griffin_lim":
+        return GriffinLimVocoder()
+    if os.path.isfile(os.path.join(path, "config.yaml")):
+        return VocosVocoder.from_vocos_checkpoint(path)
+    subfolder = "vocoder" if os.path.isdir(os.path.join(path, "vocoder")) else None
+    config = VocosVocoder.load_config(path, subfolder=subfolder)
+    cls = GriffinLimVocoder if config.get("_class_name") == GriffinLimVocoder.__name__ else VocosVocoder
+    return cls.from_pretrained(path, subfolder=subfolder)
+
+
+__all__ = ["GriffinLimVocoder", "VocosVocoder", "load_vocoder"]
