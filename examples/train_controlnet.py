@@ -61,7 +61,7 @@ from deepdubber_hf.models.conditioning import VIDEO_FPS, clip_pixels, load_frame
 from deepdubber_hf.models.controlnet_dit import DeepDubberControlNetModel
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
 from deepdubber_hf.pipelines.dubbing import dubbing_components
-from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline, _end_sentence
+from deepdubber_hf.pipelines.pipeline_deepdubber import DeepDubberPipeline, _end_sentence, spread_text
 from deepdubber_hf.schedulers.scheduling_flow_match import FlowMatchSwayScheduler
 from deepdubber_hf.text import DeepDubberTokenizer
 from deepdubber_hf.training_utils import (
@@ -193,6 +193,11 @@ class DubbingCollator:
             batch["speech_frames"] = torch.tensor([item["speech_mel"].shape[0] for item in items])
             full_texts = [_end_sentence(item["reference_text"]) + item["text"] for item in items]
             batch["text_ids"] = self.tokenizer.text_to_ids(full_texts)
+            # As the pipeline spreads them (used only by average upsampling)
+            batch["text_durations"] = spread_text(
+                self.tokenizer, batch["text_ids"], [item["reference_text"] for item in items],
+                batch["reference_frames"], batch["reference_frames"] + batch["speech_frames"],
+            )  # fmt: skip
         return batch
 
 
@@ -269,8 +274,10 @@ class Dubber(torch.nn.Module):
         time = torch.rand((b,), generator=generator, device=device, dtype=mel.dtype)
         x_t = (1 - time[:, None, None]) * x0 + time[:, None, None] * mel
         cond = torch.where(speech[..., None], torch.zeros_like(mel), mel)
+        durations = batch["text_durations"] if transformer.config.text_upsampling == "average" else None
         common = {"cond": cond, "timestep": time, "text_ids": batch["text_ids"], "attention_mask": valid,
-                  "drop_audio_cond": drops["text"], "drop_text": drops["text"]}  # fmt: skip
+                  "drop_audio_cond": drops["text"], "drop_text": drops["text"],
+                  "text_durations": durations}  # fmt: skip
         residuals = self.controlnet(x_t, video_features=video, condition_embeds=condition,
                                     condition_mask=batch["condition_mask"], drop_video=drops["video"],
                                     drop_conclusion=drops["conclusion"], **common).controlnet_block_samples  # fmt: skip

@@ -35,9 +35,22 @@ accelerate launch examples/train_tts.py --dataset path/to/speech_dataset --outpu
     --model_config base --max_frames_per_batch 38400 --max_train_steps 1200000 --resume_from_checkpoint latest
 ```
 
+A small model on a CPU budget learns faster when it is told which frames say which token: with
+`--text_upsampling average --text_alignment viterbi` the script first aligns every transcript to its speech
+(`deepdubber_hf.alignment`: a one-Gaussian-per-token HMM trained from a flat start, no extra model), trains the
+average upsampling on those durations, and stores each token type's mean frames in the tokenizer, which the
+pipeline then uses to spread new text. This is the embedded default's setting (`scripts/tiny_checkpoints.sh`):
+
+```bash
+accelerate launch --num_cpu_threads_per_process 2 examples/train_tts.py --dataset runs/tiny-default/utterances \
+    --output_dir runs/tts --model_config mini --tokenizer_mode phoneme --text_upsampling average \
+    --text_alignment viterbi --max_duration_s 4.5 --max_frames_per_batch 3200 --learning_rate 5e-4 \
+    --lr_warmup_steps 300 --max_train_steps 3000 --ema_decay 0.999 --ema_update_after_step 100
+```
+
 The output folder ends up with `transformer/` (the EMA weights, what inference should use), `tokenizer/`,
-`scheduler/`, `checkpoint-{step}/` folders, `train_log.jsonl` ({"step", "loss", "lr"} per optimiser step) and
-`logs/` for TensorBoard.
+`scheduler/`, `checkpoint-{step}/` folders, `train_log.jsonl` ({"step", "loss", "lr"} per optimiser step),
+`logs/` for TensorBoard, and with `--text_alignment viterbi` `text_alignment.pt` (the durations, reused on resume).
 """
 
 from __future__ import annotations
@@ -60,6 +73,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from deepdubber_hf.alignment import align_utterances, cepstral_features, silent_token_ids, token_frame_weights
 from deepdubber_hf.audio import HOP_LENGTH, SAMPLING_RATE, load_audio, log_mel_spectrogram, num_mel_frames
 from deepdubber_hf.models.conversion_f5tts import F5TTS_ARCHS, f5tts_config_to_dit_config
 from deepdubber_hf.models.transformer_dit import DiTTransformerModel
@@ -154,6 +168,7 @@ def flow_matching_loss(
     cond_drop_prob: float = 0.2,
     frac_lengths_mask: tuple[float, float] = (0.7, 1.0),
     generator=None,
+    text_durations: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""
     The conditional flow-matching loss of F5-TTS (`CFM.forward`, eq. 16 of the paper) on one batch.
@@ -180,6 +195,9 @@ def flow_matching_loss(
             Range of the fraction of each utterance to infill.
         generator (`torch.Generator`, *optional*):
             Random generator on the device of `mel`, for reproducible noise, times, spans and drops.
+        text_durations (`torch.LongTensor` of shape `(batch_size, num_tokens)`, *optional*):
+            Frames per token (forced alignment) for a model with average text upsampling; by default the tokens
+            share the frames evenly.
 
     Returns:
         `torch.Tensor`: the scalar loss.
@@ -210,6 +228,7 @@ def flow_matching_loss(
         attention_mask=attention_mask,
         drop_audio_cond=drop_audio_cond,
         drop_text=drop_text,
+        text_durations=text_durations,
     ).sample  # (b, n, c)
     loss = F.mse_loss(pred.float(), flow.float(), reduction="none")  # (b, n, c)
     return loss[span].mean()
@@ -269,7 +288,7 @@ def clip_durations(
 
 
 class SpeechTextDataset(torch.utils.data.Dataset):
-    """Rows of a `datasets` dataset → `{"mel": (n, 100) log-mel at 24 kHz, "text": str}`.
+    """Rows of a `datasets` dataset → `{"mel": (n, 100) log-mel at 24 kHz, "text": str}` (+ `"durations"`).
 
     Args:
         dataset (`datasets.Dataset`):
@@ -278,22 +297,34 @@ class SpeechTextDataset(torch.utils.data.Dataset):
             Its columns.
         indices (`list[int]`):
             The rows to train on (after filtering by duration).
+        mels (`list[torch.Tensor]`, *optional*):
+            The mels of those rows, computed once (then no audio is decoded).
+        durations (`list[torch.Tensor]`, *optional*):
+            Frames per token of those rows (forced alignment), returned as `"durations"`.
     """
 
-    def __init__(self, dataset: Dataset, audio_column: str, text_column: str, indices: list[int]):
+    def __init__(self, dataset: Dataset, audio_column: str, text_column: str, indices: list[int], mels=None,
+                 durations=None):  # fmt: skip
         self.dataset = dataset.select_columns([audio_column, text_column])
         self.audio_column = audio_column
         self.text_column = text_column
         self.indices = indices
+        self.mels, self.durations = mels, durations
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, index: int) -> dict:
-        row = self.dataset[int(self.indices[index])]
-        waveform = load_audio(row[self.audio_column], sampling_rate=SAMPLING_RATE)  # (nw,)
-        mel = log_mel_spectrogram(waveform[None])[0].transpose(0, 1)  # (n, 100)
-        return {"mel": mel, "text": row[self.text_column]}
+        if self.mels is not None:
+            item = {"mel": self.mels[index].float(), "text": self.dataset[int(self.indices[index])][self.text_column]}
+        else:
+            row = self.dataset[int(self.indices[index])]
+            waveform = load_audio(row[self.audio_column], sampling_rate=SAMPLING_RATE)  # (nw,)
+            mel = log_mel_spectrogram(waveform[None])[0].transpose(0, 1)  # (n, 100)
+            item = {"mel": mel, "text": row[self.text_column]}
+        if self.durations is not None:
+            item["durations"] = self.durations[index]
+        return item
 
 
 class SpeechTextCollator:
@@ -306,7 +337,11 @@ class SpeechTextCollator:
         mel_lengths = torch.tensor([item["mel"].shape[0] for item in items], dtype=torch.long)
         mel = torch.nn.utils.rnn.pad_sequence([item["mel"] for item in items], batch_first=True)  # (b, n, 100)
         text_ids = self.tokenizer.text_to_ids([item["text"] for item in items])  # (b, nt)
-        return {"mel": mel, "mel_lengths": mel_lengths, "text_ids": text_ids}
+        batch = {"mel": mel, "mel_lengths": mel_lengths, "text_ids": text_ids}
+        if "durations" in items[0]:
+            batch["text_durations"] = torch.nn.utils.rnn.pad_sequence([item["durations"] for item in items],
+                                                                      batch_first=True)  # (b, nt), 0 over padding
+        return batch
 
 
 class LengthGroupedBatchSampler(torch.utils.data.Sampler):
@@ -374,6 +409,64 @@ class LengthGroupedBatchSampler(torch.utils.data.Sampler):
 # ----------------------------------------------------------------------------------------------------------------
 # Model, tokenizer, checkpoints
 # ----------------------------------------------------------------------------------------------------------------
+
+
+ALIGNMENT_FILE = "text_alignment.pt"
+
+
+def compute_mels(dataset: Dataset, args, indices: list[int], show_progress: bool) -> list[torch.Tensor]:
+    """The log-mel `(n, 100)` of every kept row, in float16 (kept in memory for the whole run)."""
+    loader = torch.utils.data.DataLoader(
+        SpeechTextDataset(dataset, args.audio_column, args.text_column, indices),
+        batch_size=None, num_workers=max(args.dataloader_num_workers, 2),
+    )  # fmt: skip
+    return [item["mel"].half() for item in tqdm(loader, desc="Computing mels", disable=not show_progress)]
+
+
+def align_text(args, dataset: Dataset, indices: list[int], texts: list[str], tokenizer, accelerator: Accelerator):
+    """`--text_alignment viterbi`: the mels of the kept rows and their tokens' frames, found by forced alignment
+    (`deepdubber_hf.alignment`), and the tokenizer with the mean frames per token type as its `frame_weights`
+    (saved to `output_dir/tokenizer`, so that generation spreads new text the same way).
+
+    The main process aligns and writes `output_dir/text_alignment.pt` (durations and weights) atomically; a rerun
+    with the same rows and vocabulary reads it back instead of aligning again.
+    """
+    mels = compute_mels(dataset, args, indices, accelerator.is_local_main_process)
+    path = os.path.join(args.output_dir, ALIGNMENT_FILE)
+    save_dir = os.path.join(args.output_dir, "tokenizer")
+    vocab = [tokenizer.convert_ids_to_tokens(i) for i in range(tokenizer.vocab_size)]
+    dataset_name = os.path.abspath(args.dataset) if os.path.exists(args.dataset) else args.dataset
+    key = {"dataset": dataset_name, "indices": indices, "vocab": vocab}
+    saved = torch.load(path, weights_only=True) if os.path.isfile(path) else None
+    if saved is not None and saved["key"] != key:
+        raise ValueError(
+            f"{path} was aligned for other rows or another vocabulary: delete it (or use a new --output_dir) to "
+            "align again."
+        )
+    if saved is None and accelerator.is_main_process:
+        token_ids = [tokenizer.text_to_ids(text)[0].tolist() for text in tqdm(texts, desc="Tokenizing")]
+        features = [cepstral_features(mel.float()) for mel in mels]
+        marks, pauses = silent_token_ids(vocab)
+        durations = align_utterances(features, token_ids, tokenizer.vocab_size, skippable_ids=pauses, mark_ids=marks)
+        weights, edges = token_frame_weights(token_ids, durations, tokenizer.vocab_size)
+        atomic_torch_save({"key": key, "durations": [torch.from_numpy(d) for d in durations], "frame_weights": weights,
+                           "edge_frames": edges}, path)  # fmt: skip
+        logger.info(f"Aligned {len(durations)} utterances into {path}.")
+    accelerator.wait_for_everyone()
+    saved = torch.load(path, weights_only=True)
+    tokenizer = DeepDubberTokenizer(tokenizer.vocab_file, tokenizer_mode=tokenizer.tokenizer_mode,
+                                    phoneme_language=tokenizer.phoneme_language, frame_weights=saved["frame_weights"],
+                                    edge_frames=saved["edge_frames"])  # fmt: skip
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(save_dir)
+    return mels, saved["durations"], tokenizer
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """`torch.save` to a temporary file in the same folder, then rename (a crash leaves no half-written file)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def load_tokenizer(args, texts: list[str], accelerator: Accelerator):
@@ -499,6 +592,15 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         default=None,
         choices=["pad", "average"],
         help="Override the model's text upsampling ('pad' = F5-TTS, 'average' = ZipVoice).",
+    )
+    parser.add_argument(
+        "--text_alignment",
+        type=str,
+        default="none",
+        choices=["none", "viterbi"],
+        help="'viterbi': find each token's frames in the training speech by forced alignment and train the average "
+        "upsampling on them (the tokenizer keeps the mean frames per token for generation); also keeps the mels "
+        "in memory. 'none': tokens share the frames evenly.",
     )
     parser.add_argument(
         "--tokenizer_name_or_path",
@@ -744,7 +846,13 @@ def main(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"the transcripts of --dataset {args.dataset!r} do not fit the tokenizer: {error}"
             ) from error
+    mels = token_durations = None
+    if args.text_alignment == "viterbi":
+        mels, token_durations, tokenizer = align_text(args, raw_dataset, indices, texts, tokenizer, accelerator)
     model = load_transformer(args, tokenizer.vocab_size)
+    if args.text_alignment == "viterbi" and model.config.text_upsampling != "average":
+        raise ValueError("--text_alignment viterbi needs a model with average text upsampling: add "
+                         "--text_upsampling average.")  # fmt: skip
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.train()
@@ -757,7 +865,7 @@ def main(args: argparse.Namespace) -> None:
         lengths, args.train_batch_size, max_frames_per_batch=args.max_frames_per_batch, seed=args.seed
     )
     train_dataloader = torch.utils.data.DataLoader(
-        SpeechTextDataset(raw_dataset, args.audio_column, args.text_column, indices),
+        SpeechTextDataset(raw_dataset, args.audio_column, args.text_column, indices, mels, token_durations),
         batch_sampler=batch_sampler,
         collate_fn=SpeechTextCollator(tokenizer),
         num_workers=args.dataloader_num_workers,
@@ -861,6 +969,7 @@ def main(args: argparse.Namespace) -> None:
                     audio_drop_prob=args.audio_drop_prob,
                     cond_drop_prob=args.cond_drop_prob,
                     frac_lengths_mask=tuple(args.frac_lengths_mask),
+                    text_durations=batch.get("text_durations"),
                 )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:

@@ -43,9 +43,10 @@ stage "stage 2.1: speech generator"
 [ -d "$WORK/utterances" ] || "$PY" dataset_scripts/build_tts_dataset.py "$WORK/corpus" "$WORK/utterances"
 [ -f "$WORK/tts/transformer/config.json" ] || "${SINGLE[@]}" examples/train_tts.py \
     --dataset "$WORK/utterances" --output_dir "$WORK/tts" --model_config mini --tokenizer_mode phoneme \
-    --text_upsampling average --max_duration_s 4.5 --max_frames_per_batch 3200 --train_batch_size 32 \
-    --learning_rate 5e-4 --lr_warmup_steps 300 --max_train_steps 3000 --ema_decay 0.999 --ema_update_after_step 100 \
-    --checkpointing_steps 500 --checkpoints_total_limit 2 --report_to none --resume_from_checkpoint latest
+    --text_upsampling average --text_alignment viterbi --max_duration_s 4.5 --max_frames_per_batch 3200 \
+    --train_batch_size 32 --learning_rate 5e-4 --lr_warmup_steps 300 --max_train_steps 3000 --ema_decay 0.999 \
+    --ema_update_after_step 100 --checkpointing_steps 500 --checkpoints_total_limit 2 --report_to none \
+    --resume_from_checkpoint latest
 
 # -- 2. stage 1.1: the reasoner's SFT ----------------------------------------------------------------------------
 stage "stage 1.1: reasoner SFT"

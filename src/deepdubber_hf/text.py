@@ -22,6 +22,8 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizer
 from transformers.utils import logging
 
+from .alignment import weighted_durations
+
 logger = logging.get_logger(__name__)
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.txt"}
@@ -163,6 +165,13 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
             IPA with espeak-ng first (see :func:`phonemize`) and tokenizes the IPA characters.
         phoneme_language (`str`, *optional*, defaults to `"en-us"`):
             espeak-ng voice used in `"phoneme"` mode.
+        frame_weights (`list[float]`, *optional*):
+            One weight per token id: the mean mel frames the token lasts in the training speech (measured by
+            forced alignment, see `examples/train_tts.py --text_alignment`). [`~DeepDubberTokenizer.durations`]
+            spreads frames over tokens in proportion to them; without them every token weighs the same.
+        edge_frames (`list[float]`, *optional*):
+            `[first, last]`: frames added to the weight of a text's first and last token (the silence at either
+            end of an utterance).
         kwargs (*optional*):
             Passed to [`~transformers.PreTrainedTokenizer`].
 
@@ -187,6 +196,8 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
         vocab_file: str,
         tokenizer_mode: Literal["char", "phoneme"] = "char",
         phoneme_language: str = "en-us",
+        frame_weights: list[float] | None = None,
+        edge_frames: list[float] | None = None,
         **kwargs,
     ):
         if tokenizer_mode not in ("char", "phoneme"):
@@ -210,7 +221,19 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
                 f"{vocab_file!r} must have the space ' ' on its first line (id 0), as F5-TTS requires; "
                 f"it has {self._id_to_token[:1]!r} there."
             )
-        super().__init__(tokenizer_mode=tokenizer_mode, phoneme_language=phoneme_language, **kwargs)
+        if frame_weights is not None and (
+            len(frame_weights) != len(self._id_to_token) or any(not w >= 0 for w in frame_weights)
+        ):
+            raise ValueError(
+                f"frame_weights must hold one non-negative number per token ({len(self._id_to_token)} in "
+                f"{vocab_file!r}), got {len(frame_weights)}: measure them again for this vocabulary."
+            )
+        if edge_frames is not None and (len(edge_frames) != 2 or any(not e >= 0 for e in edge_frames)):
+            raise ValueError(f"edge_frames must be two non-negative numbers [first, last], got {edge_frames!r}.")
+        self.frame_weights = list(frame_weights) if frame_weights is not None else None
+        self.edge_frames = list(edge_frames) if edge_frames is not None else [0.0, 0.0]
+        super().__init__(tokenizer_mode=tokenizer_mode, phoneme_language=phoneme_language,
+                         frame_weights=self.frame_weights, edge_frames=edge_frames, **kwargs)  # fmt: skip
 
     @property
     def vocab_size(self) -> int:
@@ -278,6 +301,30 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
     def tokens(self, text: str) -> list[str]:
         """The tokens of one text (IPA characters in `"phoneme"` mode), each in the vocabulary."""
         return self.tokenize(text)
+
+    def durations(self, token_ids: list[int] | torch.Tensor, num_frames: int) -> torch.LongTensor:
+        """
+        Frames per token when `num_frames` mel frames of speech say these tokens: in proportion to
+        `frame_weights` (plus `edge_frames` at the ends), or evenly without them (F5-TTS's average upsampling).
+
+        Args:
+            token_ids (`list[int]` or `torch.LongTensor` of shape `(num_tokens,)`):
+                One text's ids; -1 padding is left out.
+            num_frames (`int`):
+                Frames to share.
+
+        Returns:
+            `torch.LongTensor` of shape `(num_tokens,)` (without the padding), summing to `num_frames`.
+        """
+        ids = [int(i) for i in token_ids if int(i) >= 0]
+        if self.frame_weights is None:
+            weights = [1.0] * len(ids)
+        else:
+            weights = [self.frame_weights[i] for i in ids]
+            if weights:
+                weights[0] += self.edge_frames[0]
+                weights[-1] += self.edge_frames[1]
+        return weighted_durations(weights, num_frames)
 
     def text_to_ids(self, texts: list[str] | str) -> torch.LongTensor:
         """

@@ -310,3 +310,33 @@ def test_missing_text_column_is_a_clear_error(speech_dataset, tmp_path):
     assert result.returncode != 0
     assert "ValueError: --text_column 'transcript' is not a column of the dataset" in result.stderr
     assert "['audio', 'text']" in result.stderr
+
+
+def test_forced_alignment_trains_on_aligned_durations_in_two_processes(speech_dataset, tmp_path):
+    from deepdubber_hf.text import DeepDubberTokenizer
+
+    output_dir = tmp_path / "out"
+    args = ["--dataset", speech_dataset, "--output_dir", output_dir, "--max_train_steps", 2, "--report_to", "none"]
+    args += ["--checkpointing_steps", 2, "--text_upsampling", "average", "--text_alignment", "viterbi"]
+    run_script([*args, *COMMON_ARGS], num_processes=2)
+
+    assert [entry["step"] for entry in read_log(output_dir)] == [1, 2]
+    saved = torch.load(output_dir / "text_alignment.pt", weights_only=True)
+    tokenizer = DeepDubberTokenizer.from_pretrained(output_dir / "tokenizer")
+    module = load_script()
+    dataset = module.SpeechTextDataset(module.load_from_disk(str(speech_dataset)), "audio", "text", list(range(8)))
+    for index, durations in enumerate(saved["durations"]):
+        item = dataset[index]
+        assert len(durations) == len(tokenizer.tokens(item["text"]))
+        assert int(durations.sum()) == item["mel"].shape[0]  # every frame belongs to one token
+    # The tokenizer keeps the mean frames per token type: letters last, the space may take none.
+    assert len(tokenizer.frame_weights) == tokenizer.vocab_size
+    assert min(tokenizer.frame_weights[tokenizer.vocab[c]] for c in "aeiot") >= 1
+    assert len(tokenizer.edge_frames) == 2
+
+    # A rerun reads the alignment back; a different vocabulary must not reuse it.
+    stamp = (output_dir / "text_alignment.pt").stat().st_mtime_ns
+    run_script([*args, "--max_train_steps", 3, "--resume_from_checkpoint", "latest", *COMMON_ARGS])
+    assert (output_dir / "text_alignment.pt").stat().st_mtime_ns == stamp
+    result = run_script([*args, "--tokenizer_mode", "phoneme", *COMMON_ARGS], check=False)
+    assert result.returncode != 0 and "was aligned for other rows or another vocabulary" in result.stderr

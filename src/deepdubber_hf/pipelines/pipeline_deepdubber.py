@@ -21,7 +21,6 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..audio import TARGET_RMS, load_audio, log_mel_spectrogram, rms_normalize, save_audio
-from ..models.embeddings import average_text_durations
 from ..models.transformer_dit import DiTTransformerModel
 from ..models.vocoder import GriffinLimVocoder, VocosVocoder
 from ..schedulers.scheduling_flow_match import FlowMatchSwayScheduler
@@ -493,7 +492,8 @@ class DeepDubberPipeline(DiffusionPipeline):
         ]
         text_durations = None
         if self.transformer.config.text_upsampling == "average":
-            text_durations = self._spans(reference_texts, texts, reference_frames, total).to(device)
+            text_durations = spread_text(self.tokenizer, text_ids, reference_texts, reference_frames, total)
+            text_durations = text_durations.to(device)
         length = max(total)
         mask = torch.arange(length, device=device)[None] < torch.tensor(total, device=device)[:, None]  # (b, n)
         attention_mask = mask if batch > 1 else None
@@ -765,15 +765,29 @@ class DeepDubberPipeline(DiffusionPipeline):
                                         conclusion=plan.conclusion, reasoning=plan.reasoning, segments=timings,
                                         video=path)  # fmt: skip
 
-    def _spans(self, reference_texts, texts, reference_frames, total) -> torch.Tensor:
-        """Frames per token for average upsampling: reference tokens over the reference, new tokens after it."""
-        rows = []
-        for ref_text, text, n_ref, n in zip(reference_texts, texts, reference_frames, total):
-            n_ref_tokens = len(self.tokenizer.tokens(_end_sentence(ref_text))) if ref_text else 0
-            n_new_tokens = len(self.tokenizer.tokens(text))
-            rows.append(torch.cat([average_text_durations(n_ref_tokens, n_ref),
-                                   average_text_durations(n_new_tokens, n - n_ref)]))
-        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+
+def spread_text(tokenizer, text_ids, reference_texts, reference_frames, total_frames) -> torch.Tensor:
+    """Frames per token for average upsampling of `reference text + new text` (the ids of
+    `_end_sentence(reference) + text`): the reference's tokens over the reference's frames, the rest over the new
+    frames, each spread by the tokenizer's `durations` (by the measured frame weights when it has them).
+
+    Args:
+        tokenizer ([`DeepDubberTokenizer`]): the tokenizer that made `text_ids`.
+        text_ids (`torch.LongTensor` of shape `(b, nt)`): padded with -1.
+        reference_texts (`list[str]`): the references' transcripts ("" or `None` without a reference).
+        reference_frames, total_frames (`list[int]`): mel frames of the reference and of reference + new speech.
+
+    Returns:
+        `torch.LongTensor` of shape `(b, nt)`, 0 over the padding.
+    """
+    rows = []
+    for ids, ref_text, n_ref, n in zip(text_ids, reference_texts, reference_frames, total_frames):
+        ids = ids[ids >= 0].cpu()
+        # The reference's own tokens come first (phonemisation splits at the sentence end); the space after its
+        # full stop, if any, is counted with the new text.
+        k = len(tokenizer.tokens(_end_sentence(ref_text))) if ref_text else 0
+        rows.append(torch.cat([tokenizer.durations(ids[:k], int(n_ref)), tokenizer.durations(ids[k:], int(n - n_ref))]))
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
 
 
-__all__ = ["DeepDubberPipeline", "DeepDubberPipelineOutput"]
+__all__ = ["DeepDubberPipeline", "DeepDubberPipelineOutput", "spread_text"]
