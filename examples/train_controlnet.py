@@ -193,10 +193,13 @@ class DubbingCollator:
             batch["speech_frames"] = torch.tensor([item["speech_mel"].shape[0] for item in items])
             full_texts = [_end_sentence(item["reference_text"]) + item["text"] for item in items]
             batch["text_ids"] = self.tokenizer.text_to_ids(full_texts)
-            # As the pipeline spreads them (used only by average upsampling)
+            # Frames per token for average upsampling: aligned to the speech when the tokenizer has an aligner (as in
+            # stage 2.1), else spread as the pipeline spreads new text.
             batch["text_durations"] = spread_text(
                 self.tokenizer, batch["text_ids"], [item["reference_text"] for item in items],
                 batch["reference_frames"], batch["reference_frames"] + batch["speech_frames"],
+                reference_mels=[item["reference_mel"] for item in items],
+                new_mels=[item["speech_mel"] for item in items],
             )  # fmt: skip
         return batch
 
@@ -374,6 +377,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration_predictor_only", action="store_true",
                         help="Train the duration predictor (and the encoders) alone, with L_dur: no DiT forward, so "
                         "much faster; the ControlNet stays as it is (zero, or --controlnet_name_or_path's).")
+    parser.add_argument("--flow_every", type=int, default=1,
+                        help="Compute the flow loss (the DiT and ControlNet forward, the slow part) on every N-th step "
+                        "only, and L_dur alone on the others: the duration predictor gets N times the steps for the "
+                        "same time (the embedded default's CPU budget).")
     parser.add_argument("--controlnet_name_or_path", type=str, default=None,
                         help="Start from this ControlNet (e.g. the controlnet/ of an earlier run).")
     parser.add_argument("--pad_video_s", type=float, default=0.0,
@@ -407,11 +414,14 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(f"--frame_noise must be >= 0 grey levels, got {args.frame_noise}.")
     if args.duration_predictor_only and args.no_duration_predictor:
         raise ValueError("--duration_predictor_only and --no_duration_predictor leave nothing to train: drop one.")
+    if args.flow_every > 1 and args.no_duration_predictor:
+        raise ValueError("--flow_every > 1 skips the flow loss on steps where, with --no_duration_predictor, nothing "
+                         "else is trained: drop one of them.")  # fmt: skip
     for name in ("video_drop_prob", "conclusion_drop_prob", "text_drop_prob"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise ValueError(f"--{name} {getattr(args, name)} is not a probability: pass a value in [0, 1].")
     for name in ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "checkpointing_steps",
-                 "controlnet_layers"):  # fmt: skip
+                 "controlnet_layers", "flow_every"):  # fmt: skip
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     return args
@@ -430,7 +440,9 @@ def main(args: argparse.Namespace) -> None:
         project_config=ProjectConfiguration(project_dir=args.output_dir,
                                             logging_dir=os.path.join(args.output_dir, args.logging_dir)),
         # A dropped video or conclusion still routes every parameter through the graph (times zero).
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.no_duration_predictor)],
+        # Steps without the flow loss (--flow_every) leave the ControlNet out of the graph.
+        kwargs_handlers=[DistributedDataParallelKwargs(
+            find_unused_parameters=args.no_duration_predictor or args.flow_every > 1)],
         # The shuffled order of an epoch follows from the seed and the epoch: a resumed run skips exactly the
         # batches it had trained on.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
@@ -519,9 +531,9 @@ def main(args: argparse.Namespace) -> None:
         for batch in batches:
             with accelerator.accumulate(model):
                 drops = sample_drops(batch["pixels"].shape[0], args, accelerator.device)
+                use_flow = not args.duration_predictor_only and global_step % args.flow_every == 0
                 loss, parts_of_loss = model(batch, drops, args.duration_weight, not args.no_duration_predictor,
-                                            use_flow=not args.duration_predictor_only,
-                                            activity_weight=activity_weight)
+                                            use_flow=use_flow, activity_weight=activity_weight)  # fmt: skip
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable, args.max_grad_norm)

@@ -425,8 +425,9 @@ def compute_mels(dataset: Dataset, args, indices: list[int], show_progress: bool
 
 def align_text(args, dataset: Dataset, indices: list[int], texts: list[str], tokenizer, accelerator: Accelerator):
     """`--text_alignment viterbi`: the mels of the kept rows and their tokens' frames, found by forced alignment
-    (`deepdubber_hf.alignment`), and the tokenizer with the mean frames per token type as its `frame_weights`
-    (saved to `output_dir/tokenizer`, so that generation spreads new text the same way).
+    (`deepdubber_hf.alignment`), and the tokenizer with the mean frames per token type as its `frame_weights` and
+    the alignment HMM as its `aligner` (saved to `output_dir/tokenizer`, so that generation spreads new text and
+    aligns a reference voice's transcript the same way).
 
     The main process aligns and writes `output_dir/text_alignment.pt` (durations and weights) atomically; a rerun
     with the same rows and vocabulary reads it back instead of aligning again.
@@ -447,16 +448,17 @@ def align_text(args, dataset: Dataset, indices: list[int], texts: list[str], tok
         token_ids = [tokenizer.text_to_ids(text)[0].tolist() for text in tqdm(texts, desc="Tokenizing")]
         features = [cepstral_features(mel.float()) for mel in mels]
         marks, pauses = silent_token_ids(vocab)
-        durations = align_utterances(features, token_ids, tokenizer.vocab_size, skippable_ids=pauses, mark_ids=marks)
+        durations, aligner = align_utterances(features, token_ids, tokenizer.vocab_size, skippable_ids=pauses,
+                                              mark_ids=marks)  # fmt: skip
         weights, edges = token_frame_weights(token_ids, durations, tokenizer.vocab_size)
         atomic_torch_save({"key": key, "durations": [torch.from_numpy(d) for d in durations], "frame_weights": weights,
-                           "edge_frames": edges}, path)  # fmt: skip
+                           "edge_frames": edges, "aligner": aligner}, path)  # fmt: skip
         logger.info(f"Aligned {len(durations)} utterances into {path}.")
     accelerator.wait_for_everyone()
     saved = torch.load(path, weights_only=True)
     tokenizer = DeepDubberTokenizer(tokenizer.vocab_file, tokenizer_mode=tokenizer.tokenizer_mode,
                                     phoneme_language=tokenizer.phoneme_language, frame_weights=saved["frame_weights"],
-                                    edge_frames=saved["edge_frames"])  # fmt: skip
+                                    edge_frames=saved["edge_frames"], aligner=saved["aligner"])  # fmt: skip
     if accelerator.is_main_process:
         tokenizer.save_pretrained(save_dir)
     return mels, saved["durations"], tokenizer

@@ -77,7 +77,7 @@ stage "stage 2.2: ControlNet and duration predictor"
 [ -f "$WORK/dubber/model_index.json" ] || "${SINGLE[@]}" examples/train_controlnet.py \
     --dataset "$WORK/corpus" --dataset_config_name level1 level2 --pretrained_model_name_or_path "$WORK/tts" \
     --vocoder_name_or_path griffin_lim --output_dir "$WORK/dubber" --pad_video_s 2.0 --frame_noise 1.0 \
-    --train_batch_size 8 --max_train_steps 1500 --learning_rate 3e-4 --lr_warmup_steps 50 \
+    --flow_every 10 --train_batch_size 8 --max_train_steps 1500 --learning_rate 3e-4 --lr_warmup_steps 50 \
     --checkpointing_steps 250 --checkpoints_total_limit 2 --report_to none --resume_from_checkpoint latest
 
 # -- 5. pack -------------------------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """deepdubber_hf.alignment: splitting frames by weight, forced alignment, and the tokenizer's measured weights."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from deepdubber_hf.alignment import (
     align_utterances,
+    align_with_model,
     cepstral_features,
     silent_token_ids,
     token_frame_weights,
@@ -27,11 +30,11 @@ def test_weighted_durations_split_in_proportion_and_sum_exactly():
     assert weighted_durations([0.0, 0.0], 5).tolist() == [2, 3]
 
 
-def _synthetic_utterances(rng, num_utterances=40, vocab_size=6, marks=(5,), pauses=(4,)):
+def _synthetic_utterances(rng, num_utterances=40, vocab_size=6, marks=(5,), pauses=(4,), dim=8):
     """Token sequences with known durations over features whose mean depends on the token type (pause tokens
     sometimes last 0 frames, mark tokens always), with silence at both ends. No token type follows itself (the
     boundary between two equal states cannot be placed)."""
-    means = rng.normal(0, 3, size=(vocab_size + 1, 8))  # the last row is the silence
+    means = rng.normal(0, 3, size=(vocab_size + 1, dim))  # the last row is the silence
     features, ids, truth = [], [], []
     for _ in range(num_utterances):
         sequence = [int(rng.integers(0, 4))]
@@ -42,7 +45,7 @@ def _synthetic_utterances(rng, num_utterances=40, vocab_size=6, marks=(5,), paus
         durations = [0 if token in marks else int(rng.integers(0 if token in pauses else 2, 9)) for token in sequence]
         lead, trail = int(rng.integers(1, 6)), int(rng.integers(1, 6))
         labels = [vocab_size] * lead + [t for t, d in zip(sequence, durations) for _ in range(d)] + [vocab_size] * trail
-        features.append((means[labels] + rng.normal(0, 0.5, size=(len(labels), 8))).astype(np.float32))
+        features.append((means[labels] + rng.normal(0, 0.5, size=(len(labels), dim))).astype(np.float32))
         ids.append(sequence)
         durations[0] += lead
         durations[-1] += trail
@@ -52,8 +55,8 @@ def _synthetic_utterances(rng, num_utterances=40, vocab_size=6, marks=(5,), paus
 
 def test_forced_alignment_recovers_known_durations():
     features, ids, truth = _synthetic_utterances(np.random.default_rng(0))
-    found = align_utterances(features, ids, vocab_size=6, skippable_ids=[4], mark_ids=[5], show_progress=False,
-                             batch_size=7)  # fmt: skip
+    found, model = align_utterances(features, ids, vocab_size=6, skippable_ids=[4], mark_ids=[5],
+                                    show_progress=False, batch_size=7)  # fmt: skip
     for frames, aligned, expected in zip(features, found, truth):
         assert int(aligned.sum()) == len(frames)
         assert (aligned >= 0).all()
@@ -63,6 +66,11 @@ def test_forced_alignment_recovers_known_durations():
     assert boundary_error < 0.2, boundary_error
     for sequence, aligned in zip(ids, found):
         assert all(d == 0 for token, d in zip(sequence, aligned) if token == 5)  # marks never get a frame
+
+    # The trained HMM aligns new speech on its own (here the same speech: the same answer).
+    assert np.array(model["means"]).shape == (7, 8) and model["mark_ids"] == [5] and model["skippable_ids"] == [4]
+    again = align_with_model(json.loads(json.dumps(model)), features[:5], ids[:5])
+    assert all(np.array_equal(a, b) for a, b in zip(again, found[:5]))
 
     weights, edges = token_frame_weights(ids, found, vocab_size=6)
     assert weights[5] == 0.0 and all(2 <= w <= 9 for w in weights[:4])
@@ -109,6 +117,27 @@ def test_tokenizer_frame_weights_round_trip_and_spread_text(tmp_path):
     assert int(spans[0, :n_ref].sum()) == 30 and int(spans[0].sum()) == 60
     assert int(spans[1].sum()) == 20 and (spans[1][text_ids[1] < 0] == 0).all()
     assert spans.shape == text_ids.shape
+
+    # With an aligner, recorded speech is aligned; too short for its tokens, it falls back to the weights.
+    features, ids, _ = _synthetic_utterances(np.random.default_rng(1), num_utterances=30, marks=(), pauses=(),
+                                             vocab_size=tokenizer.vocab_size, dim=40)  # fmt: skip
+    _, model = align_utterances(features, ids, tokenizer.vocab_size, show_progress=False)
+    aligned = DeepDubberTokenizer(tokenizer.vocab_file, frame_weights=weights, aligner=model)
+    aligned.save_pretrained(tmp_path / "aligned")
+    aligned = DeepDubberTokenizer.from_pretrained(tmp_path / "aligned")
+    mel = torch.randn(40, 100)
+    assert int(aligned.align(ids[0][:3], mel).sum()) == 40
+    assert aligned.align(ids[0][:3], mel[:4]).tolist() == aligned.durations(ids[0][:3], 4).tolist()
+    # spread_text aligns the reference (and, in training, the new speech) when it has their mels.
+    text_ids = aligned.text_to_ids(["the map. a cat"])
+    n_ref = len(aligned.tokens(_end_sentence("the map.")))
+    spans = spread_text(aligned, text_ids, ["the map."], [30], [60], reference_mels=[mel[:30]])
+    assert spans[0, :n_ref].tolist() == aligned.align(text_ids[0, :n_ref], mel[:30]).tolist()
+    assert spans[0, n_ref:].tolist() == aligned.durations(text_ids[0, n_ref:], 30).tolist()
+    spans = spread_text(aligned, text_ids, ["the map."], [30], [60], reference_mels=[mel[:30]], new_mels=[mel[:30]])
+    assert spans[0, n_ref:].tolist() == aligned.align(text_ids[0, n_ref:], mel[:30]).tolist()
+    with pytest.raises(ValueError, match="aligner must be"):
+        DeepDubberTokenizer(tokenizer.vocab_file, aligner={"means": [[0.0]]})
 
     with pytest.raises(ValueError, match="one non-negative number per token"):
         DeepDubberTokenizer(tokenizer.vocab_file, frame_weights=[1.0])

@@ -127,50 +127,11 @@ def _log_likelihoods(features: np.ndarray, states: np.ndarray, means: np.ndarray
     return -0.5 * (distance + np.log(var).sum(1)[None])
 
 
-def align_utterances(
-    features: Sequence[np.ndarray],
-    token_ids: Sequence[Sequence[int]],
-    vocab_size: int,
-    skippable_ids: Sequence[int] = (),
-    mark_ids: Sequence[int] = (),
-    num_iterations: int = 6,
-    batch_size: int = 64,
-    show_progress: bool = True,
-) -> list[np.ndarray]:
-    """Forced alignment of many utterances at once (flat start, then Viterbi re-estimation).
-
-    Args:
-        features (`Sequence[np.ndarray]`):
-            Per utterance, `(t, f)` frame features (:func:`cepstral_features`).
-        token_ids (`Sequence[Sequence[int]]`):
-            Per utterance, its token ids in `[0, vocab_size)`.
-        vocab_size (`int`):
-            Number of token types.
-        skippable_ids (`Sequence[int]`, *optional*):
-            Token types that may take no frame: spaces, punctuation, stress and length marks (see
-            :func:`silent_token_ids`).
-        mark_ids (`Sequence[int]`, *optional*):
-            Token types that never take a frame (stress and length marks): they are left out of the alignment and
-            get 0 frames.
-        num_iterations (`int`, *optional*, defaults to 6):
-            Re-estimation rounds after the flat start.
-        batch_size (`int`, *optional*, defaults to 64):
-            Utterances decoded together.
-        show_progress (`bool`, *optional*, defaults to `True`):
-            Show a progress bar per round.
-
-    Returns:
-        `list[np.ndarray]`: per utterance, `(s,)` frames per token summing to its `t` frames. The leading and
-        trailing silence are counted in the first and last token.
-
-    Raises:
-        `ValueError`: an utterance has no tokens, an id outside the vocabulary, or fewer frames than tokens + 2.
-    """
+def _states(features, token_ids, vocab_size: int, mark_ids) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each utterance's HMM states (silence, its tokens but the marks, silence) and which tokens are sounded."""
     if len(features) != len(token_ids):
         raise ValueError(f"got {len(features)} feature arrays for {len(token_ids)} token sequences.")
     silence = vocab_size  # the extra state type at both ends
-    may_skip = np.zeros(vocab_size + 1, dtype=bool)
-    may_skip[list(skippable_ids)] = True
     is_mark = np.zeros(vocab_size, dtype=bool)
     is_mark[list(mark_ids)] = True
     sequences, sounded = [], []
@@ -189,6 +150,92 @@ def align_utterances(
                 "frame; leave out clips too short for their text (e.g. with a higher --min_duration_s)."
             )
         sequences.append(np.concatenate(([silence], ids, [silence])))
+    return sequences, sounded
+
+
+def _estimate(features, sequences, durations, num_states: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each state type's diagonal Gaussian from the frames assigned to it (types never seen: N(0, 1))."""
+    dim = features[0].shape[1]
+    sums, squares, counts = np.zeros((num_states, dim)), np.zeros((num_states, dim)), np.zeros(num_states)
+    for frames, states, frame_counts in zip(features, sequences, durations):
+        labels = np.repeat(states, frame_counts)
+        np.add.at(sums, labels, frames)
+        np.add.at(squares, labels, frames.astype(np.float64) ** 2)
+        np.add.at(counts, labels, 1)
+    seen = counts > 0
+    means, variances = np.zeros_like(sums), np.ones_like(sums)
+    means[seen] = sums[seen] / counts[seen, None]
+    variances[seen] = np.maximum(squares[seen] / counts[seen, None] - means[seen] ** 2, VARIANCE_FLOOR)
+    return means, variances
+
+
+def _decode(features, sequences, may_skip, means, variances, batch_size: int, progress: str | None):
+    """Viterbi durations per state of every utterance, in batches of similar length."""
+    durations = [None] * len(sequences)
+    order = sorted(range(len(features)), key=lambda i: len(features[i]))
+    for start in tqdm(range(0, len(order), batch_size), disable=progress is None, desc=progress):
+        batch = order[start : start + batch_size]
+        paths = _viterbi([_log_likelihoods(features[i], sequences[i], means, variances) for i in batch],
+                         [may_skip[sequences[i]] for i in batch])  # fmt: skip
+        for i, path in zip(batch, paths):
+            durations[i] = path
+    return durations
+
+
+def _token_durations(state_durations, sounded) -> list[np.ndarray]:
+    """Frames per token: 0 for the marks, the silences counted in the first and last token."""
+    result = []
+    for frame_counts, keep in zip(state_durations, sounded):
+        tokens = np.zeros(keep.size, dtype=np.int64)
+        tokens[keep] = frame_counts[1:-1]
+        tokens[0] += frame_counts[0]
+        tokens[-1] += frame_counts[-1]
+        result.append(tokens)
+    return result
+
+
+def align_utterances(
+    features: Sequence[np.ndarray],
+    token_ids: Sequence[Sequence[int]],
+    vocab_size: int,
+    skippable_ids: Sequence[int] = (),
+    mark_ids: Sequence[int] = (),
+    num_iterations: int = 6,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> tuple[list[np.ndarray], dict]:
+    """Forced alignment of many utterances at once (flat start, then Viterbi re-estimation).
+
+    Args:
+        features (`Sequence[np.ndarray]`):
+            Per utterance, `(t, f)` frame features (:func:`cepstral_features`).
+        token_ids (`Sequence[Sequence[int]]`):
+            Per utterance, its token ids in `[0, vocab_size)`.
+        vocab_size (`int`):
+            Number of token types.
+        skippable_ids (`Sequence[int]`, *optional*):
+            Token types that may take no frame: spaces and punctuation (see :func:`silent_token_ids`).
+        mark_ids (`Sequence[int]`, *optional*):
+            Token types that never take a frame (stress and length marks): they are left out of the alignment and
+            get 0 frames.
+        num_iterations (`int`, *optional*, defaults to 6):
+            Re-estimation rounds after the flat start.
+        batch_size (`int`, *optional*, defaults to 64):
+            Utterances decoded together.
+        show_progress (`bool`, *optional*, defaults to `True`):
+            Show a progress bar per round.
+
+    Returns:
+        `(durations, model)`: per utterance, `(s,)` frames per token summing to its `t` frames (the leading and
+        trailing silence counted in the first and last token); and the HMM as a JSON-able dict, which
+        :func:`align_with_model` uses to align more speech the same way (the tokenizer keeps it as `aligner`).
+
+    Raises:
+        `ValueError`: an utterance has no tokens, an id outside the vocabulary, or fewer frames than tokens + 2.
+    """
+    sequences, sounded = _states(features, token_ids, vocab_size, mark_ids)
+    may_skip = np.zeros(vocab_size + 1, dtype=bool)
+    may_skip[list(skippable_ids)] = True
     # Flat start: the silences get a tenth of the frames each, the tokens share the rest evenly.
     durations = []
     for frames, states in zip(features, sequences):
@@ -196,37 +243,32 @@ def align_utterances(
         inner = weighted_durations(np.ones(len(states) - 2), len(frames) - 2 * edge).clamp(min=1).numpy()
         inner[-1] += len(frames) - 2 * edge - inner.sum()
         durations.append(np.concatenate(([edge], inner, [edge])))
-    dim = features[0].shape[1] if len(features) else 0
-    order = sorted(range(len(features)), key=lambda i: len(features[i]))  # similar lengths decode together
     for round_index in range(num_iterations):
-        sums = np.zeros((vocab_size + 1, dim))
-        squares = np.zeros((vocab_size + 1, dim))
-        counts = np.zeros(vocab_size + 1)
-        for frames, states, frame_counts in zip(features, sequences, durations):
-            labels = np.repeat(states, frame_counts)
-            np.add.at(sums, labels, frames)
-            np.add.at(squares, labels, frames.astype(np.float64) ** 2)
-            np.add.at(counts, labels, 1)
-        seen = counts > 0
-        means = np.zeros_like(sums)
-        variances = np.ones_like(sums)
-        means[seen] = sums[seen] / counts[seen, None]
-        variances[seen] = np.maximum(squares[seen] / counts[seen, None] - means[seen] ** 2, VARIANCE_FLOOR)
-        for start in tqdm(range(0, len(order), batch_size), disable=not show_progress,
-                          desc=f"Aligning text to speech ({round_index + 1}/{num_iterations})"):  # fmt: skip
-            batch = order[start : start + batch_size]
-            paths = _viterbi([_log_likelihoods(features[i], sequences[i], means, variances) for i in batch],
-                             [may_skip[sequences[i]] for i in batch])  # fmt: skip
-            for i, path in zip(batch, paths):
-                durations[i] = path
-    result = []
-    for frame_counts, keep in zip(durations, sounded):
-        tokens = np.zeros(keep.size, dtype=np.int64)
-        tokens[keep] = frame_counts[1:-1]
-        tokens[0] += frame_counts[0]
-        tokens[-1] += frame_counts[-1]
-        result.append(tokens)
-    return result
+        means, variances = _estimate(features, sequences, durations, vocab_size + 1)
+        progress = f"Aligning text to speech ({round_index + 1}/{num_iterations})" if show_progress else None
+        durations = _decode(features, sequences, may_skip, means, variances, batch_size, progress)
+    means, variances = _estimate(features, sequences, durations, vocab_size + 1)
+    model = {"means": np.round(means, 4).tolist(), "variances": np.round(variances, 4).tolist(),
+             "skippable_ids": sorted(int(i) for i in skippable_ids),
+             "mark_ids": sorted(int(i) for i in mark_ids)}  # fmt: skip
+    return _token_durations(durations, sounded), model
+
+
+def align_with_model(model: dict, features: Sequence[np.ndarray], token_ids: Sequence[Sequence[int]]):
+    """Align more utterances with an HMM that :func:`align_utterances` trained (no re-estimation).
+
+    Returns:
+        `list[np.ndarray]`: per utterance, frames per token, as :func:`align_utterances` gives them.
+    """
+    means, variances = np.asarray(model["means"]), np.asarray(model["variances"])
+    vocab_size = means.shape[0] - 1
+    if any(f.shape[1] != means.shape[1] for f in features):
+        raise ValueError(f"the aligner models {means.shape[1]} features per frame; cepstral_features gives them.")
+    sequences, sounded = _states(features, token_ids, vocab_size, model["mark_ids"])
+    may_skip = np.zeros(vocab_size + 1, dtype=bool)
+    may_skip[list(model["skippable_ids"])] = True
+    durations = _decode(features, sequences, may_skip, means, variances, batch_size=64, progress=None)
+    return _token_durations(durations, sounded)
 
 
 def silent_token_ids(tokens: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -263,4 +305,11 @@ def token_frame_weights(token_ids: Sequence[Sequence[int]], durations: Sequence[
     return [round(float(w), 4) for w in weights], [round(e, 4) for e in edges]
 
 
-__all__ = ["align_utterances", "cepstral_features", "silent_token_ids", "token_frame_weights", "weighted_durations"]
+__all__ = [
+    "align_utterances",
+    "align_with_model",
+    "cepstral_features",
+    "silent_token_ids",
+    "token_frame_weights",
+    "weighted_durations",
+]

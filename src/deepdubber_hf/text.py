@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizer
 from transformers.utils import logging
 
-from .alignment import weighted_durations
+from .alignment import align_with_model, cepstral_features, weighted_durations
 
 logger = logging.get_logger(__name__)
 
@@ -172,6 +172,10 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
         edge_frames (`list[float]`, *optional*):
             `[first, last]`: frames added to the weight of a text's first and last token (the silence at either
             end of an utterance).
+        aligner (`dict`, *optional*):
+            The forced-alignment HMM that measured `frame_weights` (`deepdubber_hf.alignment.align_utterances`);
+            [`~DeepDubberTokenizer.align`] uses it to find the tokens of recorded speech (a reference voice) the
+            way the generator was trained.
         kwargs (*optional*):
             Passed to [`~transformers.PreTrainedTokenizer`].
 
@@ -198,6 +202,7 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
         phoneme_language: str = "en-us",
         frame_weights: list[float] | None = None,
         edge_frames: list[float] | None = None,
+        aligner: dict | None = None,
         **kwargs,
     ):
         if tokenizer_mode not in ("char", "phoneme"):
@@ -230,10 +235,19 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
             )
         if edge_frames is not None and (len(edge_frames) != 2 or any(not e >= 0 for e in edge_frames)):
             raise ValueError(f"edge_frames must be two non-negative numbers [first, last], got {edge_frames!r}.")
+        if aligner is not None and (
+            not isinstance(aligner, dict) or len(aligner.get("means", ())) != len(self._id_to_token) + 1
+        ):
+            raise ValueError(
+                f"aligner must be the dict align_utterances returns for this vocabulary ({len(self._id_to_token)} "
+                f"tokens + silence): measure it again for {vocab_file!r}."
+            )
         self.frame_weights = list(frame_weights) if frame_weights is not None else None
         self.edge_frames = list(edge_frames) if edge_frames is not None else [0.0, 0.0]
+        self.aligner = aligner
         super().__init__(tokenizer_mode=tokenizer_mode, phoneme_language=phoneme_language,
-                         frame_weights=self.frame_weights, edge_frames=edge_frames, **kwargs)  # fmt: skip
+                         frame_weights=self.frame_weights, edge_frames=edge_frames, aligner=aligner,
+                         **kwargs)  # fmt: skip
 
     @property
     def vocab_size(self) -> int:
@@ -325,6 +339,30 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
                 weights[0] += self.edge_frames[0]
                 weights[-1] += self.edge_frames[1]
         return weighted_durations(weights, num_frames)
+
+    def align(self, token_ids: list[int] | torch.Tensor, log_mel: torch.Tensor) -> torch.LongTensor:
+        """
+        Frames per token of recorded speech, by forced alignment with the tokenizer's `aligner`; without one, or
+        when the speech is too short for its tokens, by [`~DeepDubberTokenizer.durations`].
+
+        Args:
+            token_ids (`list[int]` or `torch.LongTensor` of shape `(num_tokens,)`):
+                The speech's transcript as ids; -1 padding is left out.
+            log_mel (`torch.Tensor` of shape `(num_frames, n_mels)`):
+                Its log-mel spectrogram.
+
+        Returns:
+            `torch.LongTensor` of shape `(num_tokens,)`, summing to `num_frames`.
+        """
+        ids = [int(i) for i in token_ids if int(i) >= 0]
+        num_frames = int(log_mel.shape[0])
+        if self.aligner is None or not ids:
+            return self.durations(ids, num_frames)
+        sounded = sum(1 for i in ids if i not in set(self.aligner["mark_ids"]))
+        if sounded == 0 or num_frames < sounded + 2:
+            return self.durations(ids, num_frames)
+        (frames,) = align_with_model(self.aligner, [cepstral_features(log_mel)], [ids])
+        return torch.from_numpy(frames)
 
     def text_to_ids(self, texts: list[str] | str) -> torch.LongTensor:
         """

@@ -112,6 +112,29 @@ def test_the_duration_predictor_trains_alone_on_padded_clips(tiny_corpus, base_m
     assert all(float(p.abs().sum()) == 0 for p in pipe.controlnet.controlnet_blocks.parameters())  # left as it was
 
 
+def test_flow_every_n_steps_on_an_average_upsampling_base_with_frame_weights(tiny_corpus, base_model, tmp_path):
+    """`--flow_every 2`: the flow loss on steps 1 and 3 only; the base spreads its text by measured frame weights
+    (what `train_tts.py --text_alignment viterbi` writes), as the pipeline does."""
+    from deepdubber_hf import DeepDubberTokenizer, DiTTransformerModel
+
+    base = tmp_path / "average_base"
+    transformer = DiTTransformerModel.from_pretrained(base_model / "transformer", text_upsampling="average")
+    assert transformer.config.text_upsampling == "average"
+    transformer.save_pretrained(base / "transformer")
+    plain = DeepDubberTokenizer.from_pretrained(base_model / "tokenizer")
+    weights = [0.0 if token in " ,.?!" else 5.0 for token in plain.convert_ids_to_tokens(range(plain.vocab_size))]
+    DeepDubberTokenizer(plain.vocab_file, frame_weights=weights, edge_frames=[4.0, 6.0]).save_pretrained(
+        base / "tokenizer")  # fmt: skip
+    out = tmp_path / "sparse_flow"
+    run("train_controlnet.py", *common(tiny_corpus, base, out), "--max_train_steps", 3, "--flow_every", 2,
+        "--vocoder_name_or_path", "griffin_lim")  # fmt: skip
+    log = logged(out)
+    assert ["loss_flow" in e for e in log] == [True, False, True]
+    assert all(e["loss_duration"] > 0 for e in log)
+    pipe = DeepDubberPipeline.from_pretrained(out)
+    assert pipe.transformer.config.text_upsampling == "average" and pipe.tokenizer.frame_weights == weights
+
+
 def test_mouth_motion_ground_truth_and_errors():
     openness = [[0, 0, 0.5, 0.2, 0, 0], [0, 0, 0, 0, 0.3, 0]]  # two characters, six frames at 2 fps
     assert mouth_motion_span(openness, fps=2) == (1.0, 2.5)

@@ -492,7 +492,7 @@ class DeepDubberPipeline(DiffusionPipeline):
         ]
         text_durations = None
         if self.transformer.config.text_upsampling == "average":
-            text_durations = spread_text(self.tokenizer, text_ids, reference_texts, reference_frames, total)
+            text_durations = spread_text(self.tokenizer, text_ids, reference_texts, reference_frames, total, prompts)
             text_durations = text_durations.to(device)
         length = max(total)
         mask = torch.arange(length, device=device)[None] < torch.tensor(total, device=device)[:, None]  # (b, n)
@@ -766,27 +766,41 @@ class DeepDubberPipeline(DiffusionPipeline):
                                         video=path)  # fmt: skip
 
 
-def spread_text(tokenizer, text_ids, reference_texts, reference_frames, total_frames) -> torch.Tensor:
+def spread_text(tokenizer, text_ids, reference_texts, reference_frames, total_frames, reference_mels=None,
+                new_mels=None):
     """Frames per token for average upsampling of `reference text + new text` (the ids of
     `_end_sentence(reference) + text`): the reference's tokens over the reference's frames, the rest over the new
-    frames, each spread by the tokenizer's `durations` (by the measured frame weights when it has them).
+    frames. The reference's tokens are found in its speech by forced alignment when the tokenizer has an
+    aligner and `reference_mels` are given (as stage 2.1 trained on aligned speech); otherwise, and for the new
+    text, frames are spread by the tokenizer's measured frame weights (evenly without them).
 
     Args:
         tokenizer ([`DeepDubberTokenizer`]): the tokenizer that made `text_ids`.
         text_ids (`torch.LongTensor` of shape `(b, nt)`): padded with -1.
         reference_texts (`list[str]`): the references' transcripts ("" or `None` without a reference).
         reference_frames, total_frames (`list[int]`): mel frames of the reference and of reference + new speech.
+        reference_mels (`list[torch.Tensor]`, *optional*): the references' log-mels `(n_ref_i, c)`.
+        new_mels (`list[torch.Tensor]`, *optional*): in training, the new speech's log-mels, to align the new text
+            to it too.
 
     Returns:
         `torch.LongTensor` of shape `(b, nt)`, 0 over the padding.
     """
     rows = []
-    for ids, ref_text, n_ref, n in zip(text_ids, reference_texts, reference_frames, total_frames):
+    for index, (ids, ref_text, n_ref, n) in enumerate(zip(text_ids, reference_texts, reference_frames, total_frames)):
         ids = ids[ids >= 0].cpu()
         # The reference's own tokens come first (phonemisation splits at the sentence end); the space after its
         # full stop, if any, is counted with the new text.
         k = len(tokenizer.tokens(_end_sentence(ref_text))) if ref_text else 0
-        rows.append(torch.cat([tokenizer.durations(ids[:k], int(n_ref)), tokenizer.durations(ids[k:], int(n - n_ref))]))
+        if k and reference_mels is not None:
+            reference = tokenizer.align(ids[:k], reference_mels[index][: int(n_ref)].float().cpu())
+        else:
+            reference = tokenizer.durations(ids[:k], int(n_ref))
+        if new_mels is not None:
+            new = tokenizer.align(ids[k:], new_mels[index][: int(n - n_ref)].float().cpu())
+        else:
+            new = tokenizer.durations(ids[k:], int(n - n_ref))
+        rows.append(torch.cat([reference, new]))
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
 
 
