@@ -2,7 +2,7 @@
 the clip's reference utterance (F5-TTS's length rule, Griffin-Lim), transcribed by the offline Whisper-base.
 
     python benchmarks/benchmark_tts_wer.py --transformer runs/tts/checkpoint-1500/transformer_ema \
-        --tokenizer runs/tts/tokenizer --dataset /work/rc/eval --num_clips 12 [--save_dir wavs/]
+        --tokenizer runs/tts/tokenizer --dataset /work/rc/eval --num_clips 12 [--save_dir wavs/] [--no_reference]
 
 `--transformer` is any DiT folder: a checkpoint's `transformer_ema/` or a finished run's `transformer/`. Prints one
 JSON line (WER in %, the first transcripts, the machine).
@@ -35,6 +35,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=16, help="Sampling steps.")
     parser.add_argument("--guidance_scale", type=float, default=2.0)
     parser.add_argument("--save_dir", default=None, help="Also write the speech as wav files, to listen to.")
+    parser.add_argument("--no_reference", action="store_true",
+                        help="Speak each line in the model's own voice, as long as it would be with the reference "
+                        "(F5-TTS's length rule); separates the voice from the words.")
     args = parser.parse_args(argv)
 
     pipe = DeepDubberPipeline(DiTTransformerModel.from_pretrained(args.transformer).eval(), FlowMatchSwayScheduler(),
@@ -45,8 +48,12 @@ def main(argv=None):
     asr = WhisperASR()
     references, hypotheses = [], []
     for index, row in enumerate(rows):
-        out = pipe(row["transcript"], reference_audio=row["reference_audio"], reference_text=row["reference_text"],
-                   num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+        voice = {"reference_audio": row["reference_audio"], "reference_text": row["reference_text"]}
+        if args.no_reference:
+            prompt, _ = pipe.prepare_reference(row["reference_audio"], "cpu", torch.float32)
+            frames = pipe.total_frames(prompt.shape[0], row["reference_text"], row["transcript"], None, 1.0)
+            voice = {"duration_in_s": (frames - prompt.shape[0]) / pipe.frames_per_second}
+        out = pipe(row["transcript"], **voice, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
                    generator=torch.Generator().manual_seed(index))
         speech = out.audios[0].astype(np.float32)
         if args.save_dir:
@@ -56,6 +63,7 @@ def main(argv=None):
         hypotheses.append(asr.transcribe(speech, out.sampling_rate))
     print(json.dumps({
         "transformer": args.transformer, "clips": len(references), "steps": args.steps,
+        "guidance_scale": args.guidance_scale, "reference_voice": not args.no_reference,
         "wer": round(100 * word_error_rate(references, hypotheses), 2),
         "examples": [{"line": r, "heard": h} for r, h in list(zip(references, hypotheses))[:4]],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
