@@ -228,7 +228,7 @@ def flow_matching_loss(
         attention_mask=attention_mask,
         drop_audio_cond=drop_audio_cond,
         drop_text=drop_text,
-        text_durations=text_durations,
+        **({} if text_durations is None else {"text_durations": text_durations}),
     ).sample  # (b, n, c)
     loss = F.mse_loss(pred.float(), flow.float(), reduction="none")  # (b, n, c)
     return loss[span].mean()
