@@ -166,8 +166,12 @@ class DubbingDataset(torch.utils.data.Dataset):
 
 
 class DubbingCollator:
-    def __init__(self, tokenizer, condition_tokenizer):
+    """Pads a batch; with `with_durations=True` (a base DiT with average text upsampling) also gives each token its
+    frames (`text_durations`)."""
+
+    def __init__(self, tokenizer, condition_tokenizer, with_durations: bool = False):
         self.tokenizer, self.condition_tokenizer = tokenizer, condition_tokenizer
+        self.with_durations = with_durations
 
     def __call__(self, items):
         frames = [item["pixels"].shape[0] for item in items]
@@ -193,8 +197,9 @@ class DubbingCollator:
             batch["speech_frames"] = torch.tensor([item["speech_mel"].shape[0] for item in items])
             full_texts = [_end_sentence(item["reference_text"]) + item["text"] for item in items]
             batch["text_ids"] = self.tokenizer.text_to_ids(full_texts)
-            # Frames per token for average upsampling: aligned to the speech when the tokenizer has an aligner (as in
-            # stage 2.1), else spread as the pipeline spreads new text.
+        if "speech_mel" in items[0] and self.with_durations:
+            # Frames per token: aligned to the speech when the tokenizer has an aligner (as in stage 2.1), else
+            # spread as the pipeline spreads new text.
             batch["text_durations"] = spread_text(
                 self.tokenizer, batch["text_ids"], [item["reference_text"] for item in items],
                 batch["reference_frames"], batch["reference_frames"] + batch["speech_frames"],
@@ -277,10 +282,9 @@ class Dubber(torch.nn.Module):
         time = torch.rand((b,), generator=generator, device=device, dtype=mel.dtype)
         x_t = (1 - time[:, None, None]) * x0 + time[:, None, None] * mel
         cond = torch.where(speech[..., None], torch.zeros_like(mel), mel)
-        durations = batch["text_durations"] if transformer.config.text_upsampling == "average" else None
         common = {"cond": cond, "timestep": time, "text_ids": batch["text_ids"], "attention_mask": valid,
                   "drop_audio_cond": drops["text"], "drop_text": drops["text"],
-                  "text_durations": durations}  # fmt: skip
+                  "text_durations": batch.get("text_durations")}  # fmt: skip
         residuals = self.controlnet(x_t, video_features=video, condition_embeds=condition,
                                     condition_mask=batch["condition_mask"], drop_video=drops["video"],
                                     drop_conclusion=drops["conclusion"], **common).controlnet_block_samples  # fmt: skip
@@ -497,7 +501,8 @@ def main(args: argparse.Namespace) -> None:
                        pad_video_s=args.pad_video_s, num_channels=parts["video_encoder"].config.num_channels,
                        frame_noise=args.frame_noise),
         batch_size=args.train_batch_size,
-        shuffle=True, collate_fn=DubbingCollator(tokenizer, parts["condition_tokenizer"]),
+        shuffle=True, collate_fn=DubbingCollator(tokenizer, parts["condition_tokenizer"],
+                                                 with_durations=transformer.config.text_upsampling == "average"),
         num_workers=args.dataloader_num_workers, drop_last=False,
     )  # fmt: skip
 

@@ -49,9 +49,10 @@ def weighted_durations(weights: Sequence[float] | torch.Tensor, num_frames: int)
     durations = exact.floor().long()
     leftover = num_frames - int(durations.sum())
     if leftover > 0:
-        # Ties go to the later token, as F5-TTS's even split gives the last tokens one frame more.
-        order = sorted(range(len(exact)), key=lambda i: (float(exact[i] - durations[i]), i), reverse=True)
-        durations[order[:leftover]] += 1
+        # The largest remainders get one frame more; ties go to the later token, as F5-TTS's even split gives the
+        # last tokens the extra frames (a stable sort of the reversed remainders).
+        reversed_order = torch.argsort((exact - durations).flip(0), descending=True, stable=True)
+        durations[len(exact) - 1 - reversed_order[:leftover]] += 1
     return durations
 
 

@@ -358,7 +358,8 @@ class DeepDubberTokenizer(PreTrainedTokenizer):
         num_frames = int(log_mel.shape[0])
         if self.aligner is None or not ids:
             return self.durations(ids, num_frames)
-        sounded = sum(1 for i in ids if i not in set(self.aligner["mark_ids"]))
+        marks = set(self.aligner["mark_ids"])
+        sounded = sum(1 for i in ids if i not in marks)
         if sounded == 0 or num_frames < sounded + 2:
             return self.durations(ids, num_frames)
         (frames,) = align_with_model(self.aligner, [cepstral_features(log_mel)], [ids])

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..alignment import weighted_durations
+
 
 def sinusoidal_positions(num_positions: int, dim: int, theta: float = 10000.0, device=None) -> torch.Tensor:
     """Cos/sin position table of shape ``(num_positions, dim)``: the first half cosines, the second sines.
@@ -27,15 +29,10 @@ def average_text_durations(num_tokens: int, num_frames: int) -> torch.Tensor:
     """Spread ``num_tokens`` evenly over ``num_frames`` mel frames (ZipVoice-style average upsampling).
 
     Every token gets ``num_frames // num_tokens`` frames; the last ``num_frames % num_tokens`` tokens get one
-    more (the rule of F5-TTS's ``average_upsample_text_by_mask``). Returns a long tensor of shape ``(num_tokens,)``.
+    more (the rule of F5-TTS's ``average_upsample_text_by_mask``): :func:`~deepdubber_hf.alignment.weighted_durations`
+    with equal weights. Returns a long tensor of shape ``(num_tokens,)``.
     """
-    if num_tokens <= 0:
-        return torch.zeros(0, dtype=torch.long)
-    base, remainder = divmod(max(int(num_frames), 0), num_tokens)
-    durations = torch.full((num_tokens,), base, dtype=torch.long)
-    if remainder:
-        durations[num_tokens - remainder :] += 1
-    return durations
+    return weighted_durations(torch.ones(max(num_tokens, 0)), num_frames)
 
 
 class TimestepEmbedding(nn.Module):
