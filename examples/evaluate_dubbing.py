@@ -71,7 +71,7 @@ import torch
 from tqdm.auto import tqdm
 
 from deepdubber_hf import DeepDubberPipeline
-from deepdubber_hf.data.references import SETTINGS
+from deepdubber_hf.data.references import SETTINGS, ReferenceChoice
 from deepdubber_hf.evaluation.reasoning import reference_conclusions
 from deepdubber_hf.evaluation.suite import METRICS
 
@@ -85,6 +85,8 @@ CONDITIONS = {
 ABLATION_NAMES = {"video": "Proposed", "no_video": "w/o clip", "no_conclusion": "w/o conclusion",
                   "no_duration_predictor": "w/o duration predictor"}  # fmt: skip
 GROUND_TRUTH = "ground-truth"
+# --no_reference: the pipeline speaks in its own voice.
+NO_REFERENCE = ReferenceChoice(audio=None, text=None, source_index=-1, kind="none")
 # The SyncNet trained on the procedural corpus that ships with the repository (examples/train_syncnet.py).
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SYNCNET = os.path.join(REPO, "checkpoints", "syncnet-tiny")
@@ -159,6 +161,9 @@ def parse_args(input_args=None):
     quality.add_argument("--emotion_model", default=None, help="A speech-emotion classifier folder (EMO-SIM).")
     quality.add_argument("--syncnet", default=DEFAULT_SYNCNET if os.path.isdir(DEFAULT_SYNCNET) else None,
                          help="A SyncNet folder (LSE-C / LSE-D); default: the repository's checkpoints/syncnet-tiny.")
+    quality.add_argument("--no_reference", action="store_true",
+                         help="Speak every line in the model's own voice (no reference audio), as `deepdubber dub` "
+                         "does without --reference-audio; the setting still names the table.")  # fmt: skip
     quality.add_argument("--num_inference_steps", type=int, default=32)
     quality.add_argument("--num_plots", type=int, default=3, help="Mel-spectrogram comparisons (Figure 5) to draw.")
     args = parser.parse_args(input_args)
@@ -166,6 +171,8 @@ def parse_args(input_args=None):
         args.conditions = ["video"] if args.setting else ["video", "no_video"]
     if args.model == GROUND_TRUTH and not args.setting:
         parser.error(f"--model {GROUND_TRUTH} scores the dataset's speech: give a --setting.")
+    if args.no_reference and (args.model == GROUND_TRUTH or not args.setting):
+        parser.error("--no_reference applies to a pipeline's dubbing in a --setting, not to the ground truth.")
     return args
 
 
@@ -234,6 +241,8 @@ def evaluate_quality(args) -> dict:
             if args.setting == "initial-reasoning" and predicted is None:
                 predicted = "unparsed"  # an unreadable answer is a wrong one: another speaker's voice
             reference = select_reference(dataset, index, args.setting, rng, predicted_scene_type=predicted)
+            if args.no_reference:
+                reference = NO_REFERENCE
             transcripts.append(row["transcript"])
             entry = {"clip_id": clip_id, "transcript": row["transcript"], "reference_kind": reference.kind,
                      "reference_row": reference.source_index, "scene_type": scene_type_name(dataset, row["scene_type"]),
@@ -280,8 +289,8 @@ def evaluate_quality(args) -> dict:
     if scorer.unavailable:
         markdown += "\n" + "".join(f"- {k}: n/a, {why}\n" for k, why in scorer.unavailable.items())
     report = {"model": args.model, "dataset": args.dataset, "dataset_config_name": args.dataset_config_name,
-              "split": args.split, "setting": args.setting, "table": table, "results": rows,
-              "reasoning": reasoning, "clips": per_clip}  # fmt: skip
+              "split": args.split, "setting": args.setting, "reference_voice": not args.no_reference, "table": table,
+              "results": rows, "reasoning": reasoning, "clips": per_clip}  # fmt: skip
     write_atomically(os.path.join(args.output_dir, "results.json"), json.dumps(report, indent=2, default=str))
     write_atomically(os.path.join(args.output_dir, "results.md"), markdown)
     print(markdown)

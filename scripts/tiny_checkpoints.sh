@@ -57,7 +57,7 @@ stage "stage 1.1: reasoner SFT"
 [ -f "$WORK/sft/model.safetensors" ] || "${DOUBLE[@]}" examples/train_sft.py \
     --dataset "$WORK/corpus" --dataset_config_name level1 level2 --output_dir "$WORK/sft" --model_config tiny \
     --vision_tower_name_or_path "$WORK/vision_tower" --freeze_vision_tower --mode "${REASONER_MODE:-cot}" \
-    --train_batch_size 6 --max_train_steps 1500 --learning_rate 1e-3 --lr_warmup_steps 80 \
+    --train_batch_size 6 --max_train_steps 1000 --learning_rate 1e-3 --lr_warmup_steps 80 \
     --checkpointing_steps 250 --checkpoints_total_limit 2 --dataloader_num_workers 1 --report_to none \
     --resume_from_checkpoint latest
 
@@ -77,7 +77,7 @@ stage "stage 2.2: ControlNet and duration predictor"
 [ -f "$WORK/dubber/model_index.json" ] || "${SINGLE[@]}" examples/train_controlnet.py \
     --dataset "$WORK/corpus" --dataset_config_name level1 level2 --pretrained_model_name_or_path "$WORK/tts" \
     --vocoder_name_or_path griffin_lim --output_dir "$WORK/dubber" --pad_video_s 2.0 --frame_noise 1.0 \
-    --flow_every 10 --train_batch_size 8 --max_train_steps 1500 --learning_rate 3e-4 --lr_warmup_steps 50 \
+    --flow_every 10 --train_batch_size 8 --max_train_steps 500 --learning_rate 3e-4 --lr_warmup_steps 50 \
     --checkpointing_steps 250 --checkpoints_total_limit 2 --report_to none --resume_from_checkpoint latest
 
 # -- 5. pack -------------------------------------------------------------------------------------------------------

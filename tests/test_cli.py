@@ -39,10 +39,19 @@ def test_speak_with_a_saved_model_writes_the_requested_length(tmp_path):
     assert "wrote" in result.stdout
 
 
-def test_speak_without_a_model_warns_that_it_is_untrained(tmp_path):
+def test_speak_without_a_model_uses_the_embedded_default(tmp_path):
     result = deepdubber("speak", "Hi.", "--steps", "1", "-o", tmp_path / "out.wav")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.wav").is_file()
+
+
+def test_without_the_default_a_tiny_untrained_pipeline_says_so(tmp_path, monkeypatch, caplog):
+    from deepdubber_hf import cli
+
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", tmp_path / "no-default")  # a checkout without the embedded default
+    with caplog.at_level("WARNING", logger="deepdubber"):
+        pipe = cli.load_pipeline(None, "Hi.", dubbing=True)
+    assert "UNTRAINED" in caplog.text and pipe.controlnet is not None and pipe.reasoner is None
 
 
 def test_bad_reference_is_a_clear_error_and_writes_nothing(tmp_path):
@@ -65,7 +74,7 @@ def test_dub_turns_a_silent_clip_into_a_playable_video_with_a_full_length_track(
     path, row = clip
     result = deepdubber("dub", path, "--text", "Where did you put the map?", "--steps", 2, "-o", tmp_path / "out.mp4")
     assert result.returncode == 0, result.stderr
-    assert "UNTRAINED" in result.stderr and "wrote" in result.stdout
+    assert "UNTRAINED" not in result.stderr and "wrote" in result.stdout  # checkpoints/deepdubber-tiny
     assert "%" in result.stderr  # the sampling progress bar
     video, audio = stream_duration(tmp_path / "out.mp4", "v:0"), stream_duration(tmp_path / "out.mp4", "a:0")
     assert audio == pytest.approx(video, abs=0.05) and video == pytest.approx(row["duration_s"], abs=0.05)

@@ -69,6 +69,21 @@ def test_ground_truth_is_the_floor(tiny_corpus, tmp_path):
     assert "| GT |" in (out / "results.md").read_text()
 
 
+def test_no_reference_speaks_in_the_models_own_voice(tiny_corpus, models, tmp_path):
+    out = tmp_path / "own"
+    run("--setting", "2.0", "--no_reference", "--model", models / "dubber", "--dataset", tiny_corpus,
+        "--dataset_config_name", "level1", "--split", "train", "--num_clips", 2, "--metrics", "spk_sim",
+        "--num_inference_steps", 1, "--num_plots", 0, "--output_dir", out)  # fmt: skip
+    report = json.loads((out / "results.json").read_text())
+    assert report["reference_voice"] is False
+    for clip in report["clips"]:
+        assert clip["reference_kind"] == "none" and clip["reference_row"] == -1
+        assert (out / "audio" / "video" / f"{clip['clip_id']}.wav").is_file()
+    result = run("--setting", "1.0", "--no_reference", "--model", "ground-truth", "--dataset", tiny_corpus,
+                 "--output_dir", tmp_path, expect_ok=False)  # fmt: skip
+    assert result.returncode != 0 and "--no_reference applies to a pipeline" in result.stderr
+
+
 def test_initial_reasoning_scores_the_reasoner_and_picks_voices_by_its_answer(tiny_corpus, tiny_reasoner, tmp_path):
     from deepdubber_hf import DeepDubberPipeline
     from deepdubber_hf.reasoner.generation import load_reasoner
