@@ -288,6 +288,8 @@ def evaluate_quality(args) -> dict:
     markdown = results_to_markdown(rows, table, first_column="Condition" if table == "ablation" else "System")
     if scorer.unavailable:
         markdown += "\n" + "".join(f"- {k}: n/a, {why}\n" for k, why in scorer.unavailable.items())
+    if args.no_reference:
+        markdown += "\nNo reference voice (`--no_reference`): every line in the model's own voice.\n"
     report = {"model": args.model, "dataset": args.dataset, "dataset_config_name": args.dataset_config_name,
               "split": args.split, "setting": args.setting, "reference_voice": not args.no_reference, "table": table,
               "results": rows, "reasoning": reasoning, "clips": per_clip}  # fmt: skip

@@ -76,6 +76,7 @@ def test_no_reference_speaks_in_the_models_own_voice(tiny_corpus, models, tmp_pa
         "--num_inference_steps", 1, "--num_plots", 0, "--output_dir", out)  # fmt: skip
     report = json.loads((out / "results.json").read_text())
     assert report["reference_voice"] is False
+    assert "No reference voice" in (out / "results.md").read_text()
     for clip in report["clips"]:
         assert clip["reference_kind"] == "none" and clip["reference_row"] == -1
         assert (out / "audio" / "video" / f"{clip['clip_id']}.wav").is_file()
