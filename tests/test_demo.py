@@ -156,8 +156,10 @@ def dubber(tmp_path_factory):
     return DemoDubber(output_root=str(tmp_path_factory.mktemp("demo")))
 
 
-def test_dubber_result_and_refusals(dubber, clip):
+def test_dubber_result_and_refusals(dubber, clip, tmp_path):
     clip_path, _ = clip
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
     result = dubber.dub(clip_path, LINE, num_inference_steps=4)
     assert os.path.isfile(result.video_path) and result.video_path.startswith(dubber.output_root)
     assert result.conclusion.startswith("scene type: ")
@@ -171,7 +173,8 @@ def test_dubber_result_and_refusals(dubber, clip):
         (dict(video=clip_path, line=LINE, reference_audio=clip_path), "needs its transcript"),
         (dict(video=clip_path, line=LINE, reference_text="Hello."), "without a reference voice"),
         (dict(video=clip_path, line=LINE, num_inference_steps=0), "between 1 and 256"),
-        # One the pipeline refuses: a line far too long for a 3-second clip.
+        # Ones the pipeline refuses: a file that is not a video, a line far too long for a 3-second clip.
+        (dict(video=str(not_a_video), line=LINE), "Could not decode"),
         (dict(video=clip_path, line="word " * 200), "too long"),
     ]
     for kwargs, message in cases:

@@ -194,6 +194,10 @@ def build_demo(dubber: DemoDubber):
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             logger.info(f"demo: refused a request: {error}")
             raise gr.Error(str(error), title="Cannot dub this") from error
+        except Exception as error:  # a bug, not bad input: say so in the page, log the traceback, keep serving
+            logger.exception("demo: dubbing failed")
+            raise gr.Error(f"Dubbing failed ({type(error).__name__}: {error}); the log has the details.",
+                           title="Something went wrong") from error  # fmt: skip
         status = f"Dubbed in {result.seconds:.1f} s."
         return (result.video_path, result.reasoning, result.conclusion, result.timing, result.mel_image,
                 gr.DownloadButton(value=result.video_path, visible=True), status)  # fmt: skip
