@@ -110,6 +110,13 @@ def test_dubbing_in_the_browser(demo_url, browser, speaker_clip):
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(demo_url, wait_until="networkidle")
 
+    # The sample clip is one click away: it fills the clip and its line.
+    sample_line = open(os.path.join(ROOT, "checkpoints", "deepdubber-tiny", "sample", "line.txt")).read().strip()
+    page.get_by_text(sample_line).first.click()
+    page.wait_for_function("(line) => document.querySelector('#line textarea').value === line", arg=sample_line)
+    page.locator("#clip video").wait_for(timeout=60_000)
+    page.locator("#clip button[aria-label='Clear']").first.click()
+
     # Upload the generated clip, type the line, fewer steps to keep the test short, press Dub.
     page.locator("#clip input[type=file]").set_input_files(clip_path)
     page.locator("#clip video").wait_for(timeout=60_000)
@@ -180,6 +187,21 @@ def test_dubber_result_and_refusals(dubber, clip, tmp_path):
     for kwargs, message in cases:
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             dubber.dub(**kwargs)
+
+
+def test_dubber_with_subtitles_and_a_reference_voice(dubber, clip, tmp_path):
+    clip_path, row = clip
+    voice = tmp_path / "voice.wav"
+    voice.write_bytes(row["audio"]["bytes"])  # the clip's own speech, as a voice to clone
+    srt = tmp_path / "lines.srt"
+    srt.write_text("1\n00:00:00,200 --> 00:00:01,400\nRun!\n\n2\n00:00:01,600 --> 00:00:03,000\nCome back.\n")
+    result = dubber.dub(clip_path, None, subtitles=str(srt), reference_audio=str(voice),
+                        reference_text=row["transcript"], num_inference_steps=4, seed=1)  # fmt: skip
+    lines = result.timing.splitlines()
+    assert len(lines) == 3 and lines[0].endswith(": Run!") and lines[1].endswith(": Come back.")
+    onsets = [float(line.split(" at ")[1].split("-")[0]) for line in lines[:2]]
+    assert 0.2 <= onsets[0] < 1.4 and 1.6 <= onsets[1] < 3.0  # each line inside its cue's window
+    assert os.path.getsize(result.video_path) > 1000
 
 
 def test_reasoning_markdown_and_timing():
