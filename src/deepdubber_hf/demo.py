@@ -27,11 +27,8 @@ import numpy as np
 
 logger = logging.getLogger("deepdubber")
 
-# The sections of a CoT answer as the page titles them.
-SECTION_TITLES = {"SUMMARY": "Summary", "CAPTION": "Caption", "REASONING": "Reasoning", "CONCLUSION": "Conclusion"}
 # Colour stops of the mel image, from quiet (dark blue) to loud (yellow).
 _MEL_COLOURS = np.array([[13, 8, 64], [84, 28, 132], [182, 54, 121], [251, 135, 97], [252, 253, 191]], np.float32)
-VIDEO_TYPES = [".mp4", ".mkv", ".mov", ".webm", ".m4v", ".avi"]
 
 
 @dataclass
@@ -56,7 +53,7 @@ def reasoning_markdown(reasoning: Optional[str]) -> str:
     sections = split_sections(reasoning)
     if not sections:
         return f"_The answer's sections could not be read ({sections.detail}); as it came:_\n\n```\n{reasoning}\n```"
-    return "\n\n".join(f"**{SECTION_TITLES[tag]}.** {content}" for tag, content in sections.items())
+    return "\n\n".join(f"**{tag.capitalize()}.** {content}" for tag, content in sections.items())
 
 
 def mel_image(track: np.ndarray, sampling_rate: int, height_scale: int = 2) -> np.ndarray:
